@@ -1,0 +1,130 @@
+"""recbole_ssl.config: RecBole's ``Config`` with the plugin's defaults layered on top.
+
+Where a value comes from, lowest priority first:
+
+1. RecBole's internal files, in RecBole's own order: ``overall.yaml``, then
+   ``model/<Name>.yaml``, then ``dataset/sample.yaml`` and ``dataset/<dataset>.yaml``,
+   then the quick-start preset of the model type (``sequential.yaml`` for sequential
+   models). Note that inside RecBole the dataset YAML and the quick-start preset
+   override the model YAML.
+2. The plugin's ``properties/overall.yaml`` (the evaluation protocol of the papers).
+3. The plugin's ``properties/model/<Name>.yaml``: a plugin model's defaults win over
+   everything internal, so a model's YAML is the one place that states them.
+4. The external inputs, in RecBole's order: config files < ``config_dict`` < command line.
+
+When the dataset is shipped with the repository (``dataset_atomic/<dataset>/``) and the
+user gives no ``data_path``, that folder is the default, resolved from the package, not
+the working directory.
+"""
+
+from pathlib import Path
+
+import torch
+from recbole.config import Config as RecBoleConfig
+
+from recbole_ssl.utils import ConfigError, get_model
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROPERTIES_DIR = PACKAGE_DIR / "properties"
+SHIPPED_DATA_DIR = PACKAGE_DIR.parent / "dataset_atomic"
+
+TRAIN_MODES = ("prefix", "sequence")
+
+
+class Config(RecBoleConfig):
+    """RecBole's ``Config`` plus the plugin's YAML files, shipped data and CPU distributed mode.
+
+    Args are those of :class:`recbole.config.Config`; ``model`` may name a plugin model.
+    """
+
+    def _get_model_and_dataset(self, model, dataset):
+        # resolve names plugin-first; RecBole's own lookup only knows core models
+        if model is None:
+            model = self.external_config_dict.get("model")
+        if isinstance(model, str):
+            model = get_model(model)
+        return super()._get_model_and_dataset(model, dataset)
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        for yaml_file in self.plugin_yaml_files(model, model_class):
+            self._update_internal_config_dict(yaml_file)
+        if (SHIPPED_DATA_DIR / dataset).is_dir():
+            self.internal_config_dict["data_path"] = str(SHIPPED_DATA_DIR)
+
+    @staticmethod
+    def plugin_yaml_files(model, model_class):
+        """The plugin's default files for ``model`` that exist, lowest priority first.
+
+        A model YAML is only for the plugin's own class of that name: RecBole's
+        ``SASRec`` class, passed directly, keeps RecBole's defaults.
+        """
+        files = [PROPERTIES_DIR / "overall.yaml"]
+        if model_class.__module__.startswith("recbole_ssl."):
+            files.append(PROPERTIES_DIR / "model" / f"{model}.yaml")
+        return [str(f) for f in files if f.is_file()]
+
+    def _set_default_parameters(self):
+        super()._set_default_parameters()
+        train_mode = self.final_config_dict.get("train_mode") or "prefix"
+        if train_mode not in TRAIN_MODES:
+            raise ConfigError(
+                f"config key 'train_mode' must be one of {list(TRAIN_MODES)}, "
+                f"got {train_mode!r}"
+            )
+        if train_mode == "sequence" and not getattr(
+            self.model_class, "supports_sequence_mode", False
+        ):
+            raise ConfigError(
+                f"config key 'train_mode' is 'sequence', but model {self.model} only "
+                f"trains on RecBole's prefix rows; use train_mode: prefix"
+            )
+        self.final_config_dict["train_mode"] = train_mode
+        self._check_value_types()
+
+    def _check_value_types(self):
+        """A key whose default is a number or a bool must be given one.
+
+        RecBole keeps an unparsable command-line value as a string (``--epochs=ten``),
+        which fails much later, deep inside training.
+        """
+        for key, default in self.internal_config_dict.items():
+            value = self.final_config_dict.get(key)
+            if key not in self.external_config_dict or value is None:
+                continue
+            if isinstance(default, bool):
+                ok = isinstance(value, bool) or value in (0, 1)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            else:
+                continue
+            if not ok:
+                raise ConfigError(
+                    f"config key {key!r} expects a {type(default).__name__} "
+                    f"(default {default!r}), got {value!r}"
+                )
+
+    def _init_device(self):
+        """Distributed runs use gloo on the CPU when CUDA is not available.
+
+        RecBole hard-codes nccl and ``cuda:<rank>``; on a CUDA machine its code runs
+        unchanged.
+        """
+        cfg = self.final_config_dict
+        if "local_rank" not in cfg or (torch.cuda.is_available() and cfg["use_gpu"]):
+            return super()._init_device()
+        cfg["gpu_id"] = str(cfg["gpu_id"])
+        torch.distributed.init_process_group(
+            backend="gloo",
+            rank=cfg["local_rank"] + cfg["offset"],
+            world_size=cfg["world_size"],
+            init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
+        )
+        cfg["device"] = torch.device("cpu")
+        cfg["single_spec"] = False
+        if cfg["local_rank"] != 0:
+            cfg["state"] = "error"
+            cfg["show_progress"] = False
+            cfg["verbose"] = False

@@ -1,0 +1,240 @@
+"""recbole_ssl.quick_start: train and evaluate any plugin or RecBole model in one call.
+
+The plugin's own quick start: ``recbole.quick_start`` imports ray at import time, which
+needs setuptools' ``pkg_resources``, and its lookups only know RecBole's models.
+"""
+
+import logging
+import os
+import sys
+from logging import getLogger
+
+import colorlog
+import torch
+import torch.distributed as dist
+from recbole.utils import get_environment, init_seed, set_color
+from recbole.utils.logger import RemoveColorFilter, log_colors_config
+from recbole.utils.utils import get_local_time
+
+from recbole_ssl.config import Config
+from recbole_ssl.utils import (
+    ConfigError,
+    RecBoleSSLError,
+    create_dataset,
+    data_preparation,
+    get_model,
+    get_trainer,
+)
+
+_LOG_HANDLER_TAG = "_recbole_ssl"
+
+
+def build_config(model=None, dataset=None, config_file_list=None, config_dict=None):
+    """``Config(...)``, with any error in the given settings raised as a ``ConfigError``."""
+    for path in config_file_list or []:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file not found: {path}")
+    try:
+        return Config(model, dataset, config_file_list, config_dict)
+    except RecBoleSSLError:
+        raise
+    except (ValueError, KeyError, TypeError, NotImplementedError, SyntaxError) as e:
+        raise ConfigError(f"invalid configuration: {e}") from e
+
+
+def init_logger(config):
+    """Log to the console and to ``<log_dir>/<model>/<model>-<dataset>-<time>.log``.
+
+    RecBole's ``init_logger`` fixes the folder to ``./log`` and, called twice in one
+    process, keeps writing to the first run's file; this one replaces its own handlers.
+    """
+    level = getattr(logging, str(config["state"] or "INFO").upper(), logging.INFO)
+    log_dir = os.path.join(config["log_dir"] or "log", config["model"])
+    os.makedirs(log_dir, exist_ok=True)
+    log_file = os.path.join(
+        log_dir, f"{config['model']}-{config['dataset']}-{get_local_time()}.log"
+    )
+    file_handler = logging.FileHandler(log_file)
+    file_handler.setFormatter(
+        logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s")
+    )
+    file_handler.addFilter(RemoveColorFilter())
+    stream_handler = logging.StreamHandler()
+    stream_handler.setFormatter(
+        colorlog.ColoredFormatter(
+            "%(log_color)s%(asctime)-15s %(levelname)s  %(message)s",
+            "%d %b %H:%M",
+            log_colors=log_colors_config,
+        )
+    )
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if hasattr(h, _LOG_HANDLER_TAG)]:
+        root.removeHandler(handler)
+        handler.close()
+    for handler in (file_handler, stream_handler):
+        setattr(handler, _LOG_HANDLER_TAG, True)
+        handler.setLevel(level)
+        root.addHandler(handler)
+    root.setLevel(level)
+    return log_file
+
+
+def run_recbole_ssl(
+    model=None,
+    dataset=None,
+    config_file_list=None,
+    config_dict=None,
+    saved=True,
+    queue=None,
+):
+    """Train ``model`` on ``dataset``, pick the best epoch on validation, test it.
+
+    Args:
+        model (str or class): a plugin or RecBole model name, or a model class.
+        dataset (str): the dataset name.
+        config_file_list (list of str): YAML config files.
+        config_dict (dict): parameters that override the files.
+        saved (bool): save the best model and test it (else test the last epoch).
+        queue: the result goes here from rank 0 in multi-process runs.
+
+    Returns:
+        dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result`` and
+        ``test_result``, as RecBole's ``run_recbole``.
+    """
+    config = build_config(model, dataset, config_file_list, config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = config.model_class(config, train_data._dataset).to(config["device"])
+    logger.info(model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(
+        test_data, load_best_model=saved, show_progress=config["show_progress"]
+    )
+
+    logger.info(
+        "The running environment of this training is as follows:\n"
+        + get_environment(config).draw()
+    )
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    result = {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+    }
+    if not config["single_spec"]:
+        dist.destroy_process_group()
+    if config["local_rank"] == 0 and queue is not None:
+        queue.put(result)
+    return result
+
+
+def _run_rank(rank, model, dataset, config_file_list, config_dict, queue):
+    config_dict = dict(config_dict, local_rank=rank)
+    run_recbole_ssl(model, dataset, config_file_list, config_dict, queue=queue)
+
+
+def run(
+    model,
+    dataset,
+    config_file_list=None,
+    config_dict=None,
+    saved=True,
+    nproc=1,
+    world_size=-1,
+    ip="localhost",
+    port="5678",
+    group_offset=0,
+):
+    """One process, or ``nproc`` processes of RecBole's distributed mode (gloo on the
+    CPU, nccl on CUDA); returns rank 0's result dict."""
+    if nproc == 1 and world_size <= 0:
+        return run_recbole_ssl(model, dataset, config_file_list, config_dict, saved)
+    import torch.multiprocessing as mp
+
+    # a bad model, dataset or key fails here, once, not in every spawned process
+    build_config(model, dataset, config_file_list, config_dict)
+    config_dict = dict(
+        config_dict or {},
+        world_size=nproc if world_size == -1 else world_size,
+        ip=ip,
+        port=str(port),
+        nproc=nproc,
+        offset=group_offset,
+    )
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(
+        _run_rank,
+        args=(model, dataset, config_file_list, config_dict, queue),
+        nprocs=nproc,
+        join=True,
+    )
+    return None if queue.empty() else queue.get()
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True):
+    """The objective RecBole's ``HyperTuning`` calls, with the plugin's lookups."""
+    config = build_config(config_dict=config_dict, config_file_list=config_file_list)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logging.getLogger().setLevel(logging.ERROR)
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = config.model_class(config, train_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, verbose=False, saved=saved
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved)
+    return {
+        "model": config["model"],
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+    }
+
+
+def load_data_and_model(model_file):
+    """Rebuild the config, data and model of a checkpoint saved by the plugin's trainers.
+
+    The checkpoint is read with ``weights_only=True``; the ``Config`` is rebuilt from
+    the settings the user gave when training (``external_config``).
+
+    Returns:
+        tuple: (config, model, dataset, train_data, valid_data, test_data)
+    """
+    checkpoint = torch.load(model_file, map_location="cpu", weights_only=True)
+    if "external_config" not in checkpoint:
+        raise ConfigError(
+            f"{model_file} was not saved by recbole_ssl (no 'external_config'); "
+            "load RecBole checkpoints with recbole.quick_start.load_data_and_model"
+        )
+    saved = checkpoint["config"]
+    config = build_config(
+        saved["model"], saved["dataset"], config_dict=checkpoint["external_config"]
+    )
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data

@@ -1,0 +1,92 @@
+"""recbole_ssl.trainer.trainer: RecBole's trainers with two fixes every plugin run needs.
+
+1. Checkpoints hold plain types only (the config as a dict), so they load with
+   ``torch.load(weights_only=True)``, the default since torch 2.6; RecBole pickles its
+   ``Config`` object into them and cannot reload its own checkpoints there.
+2. Distributed runs work on the CPU (gloo): RecBole wraps the model in
+   ``DistributedDataParallel(device_ids=[rank])``, which only a CUDA module accepts;
+   every rank loads the best checkpoint only once rank 0 has written it.
+"""
+
+import enum
+import functools
+
+import torch
+from recbole.trainer import Trainer as RecBoleTrainer
+from torch.nn.parallel import DistributedDataParallel
+
+
+def to_plain(value):
+    """``value`` with only types ``torch.load(weights_only=True)`` accepts."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return value.name
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()  # numpy / torch scalars
+    return str(value)
+
+
+class PluginTrainerMixin:
+    """The plugin's fixes, for any RecBole trainer class (see the module docstring)."""
+
+    def __init__(self, config, model):
+        cpu_distributed = not config["single_spec"] and config["device"].type == "cpu"
+        if not cpu_distributed:
+            super().__init__(config, model)
+            return
+        config["single_spec"] = True  # skip RecBole's CUDA-only DDP wrapping ...
+        try:
+            super().__init__(config, model)
+        finally:
+            config["single_spec"] = False
+        self.distributed_model = DistributedDataParallel(self.model)  # ... CPU's
+        # every rank must write to (and later load) rank 0's checkpoint file
+        name = [self.saved_model_file]
+        torch.distributed.broadcast_object_list(name, src=0)
+        self.saved_model_file = name[0]
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        state = {
+            # every final value, for reading; what the user set, to rebuild the Config
+            "config": to_plain(self.config.final_config_dict),
+            "external_config": to_plain(self.config.external_config_dict),
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": float(self.best_valid_score),
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        torch.save(state, saved_model_file)
+        if verbose:
+            self.logger.info(f"Saving current: {saved_model_file}")
+
+    @torch.no_grad()
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, **kwargs):
+        if load_best_model and not self.config["single_spec"]:
+            torch.distributed.barrier()  # rank 0 has finished writing the checkpoint
+        return super().evaluate(
+            eval_data, load_best_model=load_best_model, model_file=model_file, **kwargs
+        )
+
+
+class Trainer(PluginTrainerMixin, RecBoleTrainer):
+    """RecBole's ``Trainer`` with the plugin's fixes: the base of the plugin's trainers."""
+
+
+@functools.lru_cache(maxsize=None)
+def with_plugin_fixes(trainer_class):
+    """``trainer_class`` (a RecBole trainer) with :class:`PluginTrainerMixin` applied."""
+    if issubclass(trainer_class, PluginTrainerMixin):
+        return trainer_class
+    if trainer_class is RecBoleTrainer:
+        return Trainer
+    return type(trainer_class.__name__, (PluginTrainerMixin, trainer_class), {})

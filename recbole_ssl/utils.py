@@ -1,0 +1,140 @@
+"""recbole_ssl.utils: plugin-first lookups of models, trainers and datasets.
+
+Each lookup tries the plugin first and falls back to RecBole, so one entry point runs
+plugin models and RecBole's own models (``--model=GRU4Rec``) alike.
+"""
+
+import importlib
+import inspect
+import os
+
+from recbole.data import data_preparation as recbole_data_preparation
+from recbole.utils import ModelType
+from recbole.utils import get_model as recbole_get_model
+from recbole.utils import get_trainer as recbole_get_trainer
+
+RECBOLE_MODEL_PACKAGES = (
+    "general_recommender",
+    "context_aware_recommender",
+    "sequential_recommender",
+    "knowledge_aware_recommender",
+)
+
+
+class RecBoleSSLError(ValueError):
+    """A user error (bad name, path or config value): reported in one line by the CLI."""
+
+
+class ConfigError(RecBoleSSLError):
+    """A config key has a value the plugin or RecBole cannot use."""
+
+
+class ModelNotFoundError(RecBoleSSLError):
+    """No plugin or RecBole model has the requested name."""
+
+
+class DatasetNotFoundError(RecBoleSSLError):
+    """The dataset's atomic files are in none of the searched folders."""
+
+
+def _plugin_models():
+    from recbole.model.abstract_recommender import AbstractRecommender
+
+    module = importlib.import_module("recbole_ssl.model")
+    return {
+        name: cls
+        for name, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, AbstractRecommender)
+    }
+
+
+def available_models():
+    """Names of the plugin's models and of RecBole's importable models, each sorted."""
+    from recbole.model.abstract_recommender import AbstractRecommender
+
+    core = set()
+    for package in RECBOLE_MODEL_PACKAGES:
+        module = importlib.import_module(f"recbole.model.{package}")
+        core.update(
+            name
+            for name, cls in inspect.getmembers(module, inspect.isclass)
+            if issubclass(cls, AbstractRecommender) and cls.__module__ != "abc"
+        )
+    plugin = sorted(_plugin_models())
+    return plugin, sorted(core - set(plugin))
+
+
+def get_model(model_name):
+    """Return the model class named ``model_name``: the plugin's first, then RecBole's."""
+    plugin_models = _plugin_models()
+    if model_name in plugin_models:
+        return plugin_models[model_name]
+    try:
+        return recbole_get_model(model_name)
+    except (ValueError, AttributeError, ImportError):
+        # ImportError: RecBole imports its xgboost/lightgbm models while searching
+        plugin, core = available_models()
+        raise ModelNotFoundError(
+            f"unknown model {model_name!r}. Plugin models: {', '.join(plugin)}. "
+            f"RecBole models: {', '.join(core)}"
+        ) from None
+
+
+def get_trainer(model_type, model_name):
+    """Return the trainer class for a model.
+
+    The plugin's ``<Model>Trainer`` if there is one, else RecBole's trainer for the
+    model, given the plugin's checkpoint and distributed fixes by
+    :func:`recbole_ssl.trainer.with_plugin_fixes`.
+    """
+    trainer_module = importlib.import_module("recbole_ssl.trainer")
+    name = f"{model_name}Trainer"
+    if hasattr(trainer_module, name):
+        return getattr(trainer_module, name)
+    core_trainer = recbole_get_trainer(model_type, model_name)
+    return trainer_module.with_plugin_fixes(core_trainer)
+
+
+def check_dataset_exists(config):
+    """Fail fast, before RecBole would try (and fail) to download the dataset."""
+    from recbole_ssl.config import SHIPPED_DATA_DIR
+
+    dataset = config["dataset"]
+    searched = [os.path.abspath(config["data_path"])]
+    shipped = str(SHIPPED_DATA_DIR / dataset)
+    if shipped not in searched:
+        searched.append(shipped)
+    inter_file = os.path.join(config["data_path"], f"{dataset}.inter")
+    if not os.path.isfile(inter_file):
+        raise DatasetNotFoundError(
+            f"dataset {dataset!r} not found: no {dataset}.inter in "
+            + " or ".join(searched)
+            + ". Convert raw data with `python -m recbole_ssl.data.convert` or set "
+            "data_path to the folder that holds the dataset's folder"
+        )
+
+
+def create_dataset(config):
+    """Create the dataset: the plugin's ``<Model>Dataset`` or its sequential dataset
+    (regimes, history masking) first, then RecBole's choice for other model types."""
+    check_dataset_exists(config)
+    data_module = importlib.import_module("recbole_ssl.data.dataset")
+    dataset_class = getattr(data_module, f"{config['model']}Dataset", None)
+    if dataset_class is None and config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+        core_module = importlib.import_module("recbole.data.dataset")
+        if not hasattr(core_module, f"{config['model']}Dataset"):
+            dataset_class = data_module.SequentialDataset
+    if dataset_class is None:
+        from recbole.data import create_dataset as recbole_create_dataset
+
+        return recbole_create_dataset(config)
+    return dataset_class(config)
+
+
+def data_preparation(config, dataset):
+    """RecBole's split and dataloaders; sequential full-sort evaluation then masks each
+    user's history (the papers' protocol), which RecBole skips for sequential models."""
+    from recbole_ssl.data.dataloader import history_masked
+
+    train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
+    return train_data, history_masked(valid_data), history_masked(test_data)

@@ -1,0 +1,41 @@
+"""Shared fixtures: every test runs in its own temporary folder, from any cwd."""
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_DIR = TESTS_DIR.parent
+DATA_DIR = TESTS_DIR / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """cwd = a temporary folder (RecBole writes ./log_tensorboard there), and a clean
+    sys.argv (RecBole's Config reads --key=value from it)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    return tmp_path
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """config_dict for one quick epoch on the tiny dataset, all outputs in tmp_path."""
+    return {
+        "data_path": str(DATA_DIR),
+        "epochs": 1,
+        "show_progress": False,
+        "state": "WARNING",
+        "checkpoint_dir": str(tmp_path / "saved"),
+        "log_dir": str(tmp_path / "log"),
+        "eval_batch_size": 256,
+        "train_batch_size": 64,
+    }
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])

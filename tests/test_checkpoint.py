@@ -1,0 +1,59 @@
+"""Checkpoints hold plain types only and load under the installed torch's defaults."""
+
+import glob
+import os
+
+import pytest
+import torch
+
+from recbole_ssl.quick_start import load_data_and_model, run_recbole_ssl
+from recbole_ssl.trainer import Trainer
+from recbole_ssl.utils import ConfigError
+
+
+@pytest.fixture
+def trained(tiny_config):
+    result = run_recbole_ssl("SASRec", "tiny", config_dict=dict(tiny_config, epochs=2))
+    (checkpoint,) = glob.glob(os.path.join(tiny_config["checkpoint_dir"], "*.pth"))
+    return result, checkpoint
+
+
+def test_checkpoint_loads_with_weights_only(trained):
+    _, checkpoint_file = trained
+    checkpoint = torch.load(checkpoint_file, weights_only=True)  # torch>=2.6 default
+    assert checkpoint["config"]["model"] == "SASRec"
+    assert checkpoint["config"]["MODEL_TYPE"] == "SEQUENTIAL"
+    assert checkpoint["external_config"]["epochs"] == 2
+    assert isinstance(checkpoint["best_valid_score"], float)
+    assert "item_embedding.weight" in checkpoint["state_dict"]
+    torch.load(checkpoint_file)  # and with no arguments at all
+
+
+def test_load_data_and_model_reproduces_the_test_result(trained):
+    result, checkpoint_file = trained
+    config, model, _, _, _, test_data = load_data_and_model(checkpoint_file)
+    saved = torch.load(checkpoint_file, weights_only=True)["state_dict"]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+    trainer = Trainer(config, model)
+    assert trainer.evaluate(test_data, load_best_model=False) == result["test_result"]
+
+
+def test_resume_checkpoint(trained, tiny_config):
+    _, checkpoint_file = trained
+    config, model, _, train_data, valid_data, _ = load_data_and_model(checkpoint_file)
+    trainer = Trainer(config, model)
+    trainer.resume_checkpoint(checkpoint_file)
+    saved = torch.load(checkpoint_file, weights_only=True)
+    assert trainer.start_epoch == saved["epoch"] + 1
+    assert trainer.best_valid_score == saved["best_valid_score"]
+    config["epochs"] = trainer.start_epoch + 1
+    trainer.epochs = config["epochs"]
+    trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+
+
+def test_foreign_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"config": {"model": "SASRec"}, "state_dict": {}}, path)
+    with pytest.raises(ConfigError, match="not saved by recbole_ssl"):
+        load_data_and_model(str(path))
