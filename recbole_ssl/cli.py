@@ -18,9 +18,7 @@ def parse_args(argv=None):
         epilog=EPILOG,
     )
     parser.add_argument("--model", "-m", default="SASRec", help="model name")
-    parser.add_argument(
-        "--dataset", "-d", default="amazon-beauty", help="dataset name"
-    )
+    parser.add_argument("--dataset", "-d", default="amazon-beauty", help="dataset name")
     parser.add_argument(
         "--config_files", default=None, help="YAML config files, space separated"
     )

@@ -67,6 +67,11 @@ def test_cli_bad_value_and_missing_config_file(tmp_path):
     )
     assert "'epochs'" in line
     line = one_line_error(
-        cli("--model=SASRec", "--dataset=tiny", "--config_files=missing.yaml", cwd=tmp_path)
+        cli(
+            "--model=SASRec",
+            "--dataset=tiny",
+            "--config_files=missing.yaml",
+            cwd=tmp_path,
+        )
     )
     assert "missing.yaml" in line

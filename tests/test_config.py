@@ -28,12 +28,16 @@ def test_model_yaml_overrides_plugin_overall(tiny_config):
     assert Config("SASRec", "tiny", config_dict=tiny_config)["train_mode"] == "sequence"
 
 
-def test_plugin_model_yaml_overrides_recbole_model_yaml(tiny_config, tmp_path, monkeypatch):
+def test_plugin_model_yaml_overrides_recbole_model_yaml(
+    tiny_config, tmp_path, monkeypatch
+):
     # RecBole's own SASRec.yaml says n_layers: 2 and so does ours; use a different one
     model_yaml = tmp_path / "SASRec.yaml"
     model_yaml.write_text("n_layers: 3\nhidden_act: relu\n")
     files = [str(PROPERTIES_DIR / "overall.yaml"), str(model_yaml)]
-    monkeypatch.setattr(Config, "plugin_yaml_files", staticmethod(lambda model, model_class: files))
+    monkeypatch.setattr(
+        Config, "plugin_yaml_files", staticmethod(lambda model, model_class: files)
+    )
     config = Config("SASRec", "tiny", config_dict=tiny_config)
     assert config["n_layers"] == 3 and config["hidden_act"] == "relu"
 

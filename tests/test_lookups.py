@@ -38,7 +38,9 @@ def test_get_trainer_gives_plugin_fixes_to_every_trainer():
     core = get_trainer(ModelType.SEQUENTIAL, "GRU4Rec")
     assert issubclass(core, PluginTrainerMixin) and issubclass(core, RecBoleTrainer)
     s3rec = get_trainer(ModelType.SEQUENTIAL, "S3Rec")
-    assert issubclass(s3rec, RecBoleS3RecTrainer) and issubclass(s3rec, PluginTrainerMixin)
+    assert issubclass(s3rec, RecBoleS3RecTrainer) and issubclass(
+        s3rec, PluginTrainerMixin
+    )
 
 
 def test_missing_dataset_fails_fast_naming_folders(tmp_path, monkeypatch):

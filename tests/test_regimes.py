@@ -45,9 +45,12 @@ def per_target_losses(config_dict, train_mode):
             loss = model.next_item_loss(
                 seq_output, batch, model.item_embedding.weight, reduction="none"
             )
-            rows, positions = torch.nonzero(model.next_item_targets(batch), as_tuple=True)
+            rows, positions = torch.nonzero(
+                model.next_item_targets(batch), as_tuple=True
+            )
             users = batch[config["USER_ID_FIELD"]][rows]
-            for key, value in zip(zip(users.tolist(), positions.tolist()), loss.tolist()):
+            keys = zip(users.tolist(), positions.tolist(), strict=True)
+            for key, value in zip(keys, loss.tolist(), strict=True):
                 assert key not in losses
                 losses[key] = value
     return losses
@@ -95,7 +98,7 @@ def test_evaluation_masks_the_whole_history(tiny_config, max_len):
     sequences = tiny_sequences()
     for loader, cut in ((valid_data, 2), (test_data, 1)):
         checked = 0
-        for interaction, (history_u, history_i), positive_u, positive_i in loader:
+        for interaction, (history_u, history_i), _, positive_i in loader:
             users = dataset.id2token(uid_field, interaction[uid_field].numpy())
             for row, user in enumerate(users):
                 expected = sequences[user][:-cut]  # everything before the target
@@ -117,7 +120,9 @@ def test_prefix_loss_equals_recbole_sasrec(tiny_config):
         assert ours.calculate_loss(batch).item() == pytest.approx(
             core.calculate_loss(batch).item(), rel=1e-5
         )
-        assert torch.allclose(ours.full_sort_predict(batch), core.full_sort_predict(batch))
+        assert torch.allclose(
+            ours.full_sort_predict(batch), core.full_sort_predict(batch)
+        )
 
 
 def test_sequence_loss_gradients_reach_all_used_parameters(tiny_config):
@@ -140,7 +145,10 @@ def metrics_finite(result):
 def test_one_epoch_in_both_regimes(tiny_config, train_mode, loss_type):
     config_dict = dict(tiny_config, train_mode=train_mode, loss_type=loss_type)
     if loss_type == "BPR":
-        config_dict["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
+        config_dict["train_neg_sample_args"] = {
+            "distribution": "uniform",
+            "sample_num": 1,
+        }
     result = run_recbole_ssl("SASRec", "tiny", config_dict=config_dict)
     assert metrics_finite(result)
     assert set(result["test_result"]) == {
@@ -152,14 +160,20 @@ def test_recbole_core_models_run_through_the_plugin(tiny_config):
     core_sasrec = run_recbole_ssl(RecBoleSASRec, "tiny", config_dict=dict(tiny_config))
     assert metrics_finite(core_sasrec)
     # RecBole's class keeps RecBole's defaults, not the plugin's SASRec.yaml
-    assert Config(RecBoleSASRec, "tiny", config_dict=tiny_config)["train_mode"] == "prefix"
+    assert (
+        Config(RecBoleSASRec, "tiny", config_dict=tiny_config)["train_mode"] == "prefix"
+    )
     assert metrics_finite(run_recbole_ssl("STAMP", "tiny", config_dict=tiny_config))
 
 
 def test_bpr_sequence_negatives_never_equal_targets(tiny_config):
     config, _, (train_data, _, _) = prepare(
-        dict(tiny_config, train_mode="sequence", loss_type="BPR",
-             train_neg_sample_args={"distribution": "uniform", "sample_num": 1})
+        dict(
+            tiny_config,
+            train_mode="sequence",
+            loss_type="BPR",
+            train_neg_sample_args={"distribution": "uniform", "sample_num": 1},
+        )
     )
     model = SASRec(config, train_data._dataset)
     target = torch.randint(1, model.n_items, (20000,))

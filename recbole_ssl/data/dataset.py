@@ -52,7 +52,9 @@ class UserHistory:
         counts = np.array(
             [
                 np.searchsorted(self.times[s:e], t, side="left")
-                for s, e, t in zip(starts, self.indptr[user_ids + 1], times)
+                for s, e, t in zip(
+                    starts, self.indptr[user_ids + 1], times, strict=True
+                )
             ],
             dtype=np.int64,
         )
@@ -87,9 +89,7 @@ class SequentialDataset(RecBoleSequentialDataset):
         """A copy of ``dataset`` with one row per user: the one with the latest target."""
         feat = dataset.inter_feat
         uids = feat[self.uid_field].numpy()
-        order = np.lexsort(
-            (np.arange(len(uids)), feat[self.time_field].numpy(), uids)
-        )
+        order = np.lexsort((np.arange(len(uids)), feat[self.time_field].numpy(), uids))
         sorted_uids = uids[order]
         is_last = np.append(sorted_uids[1:] != sorted_uids[:-1], True)
         return dataset.copy(feat[torch.from_numpy(order[is_last])])
