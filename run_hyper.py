@@ -23,7 +23,9 @@ def main(argv=None):
     parser.add_argument("--params_file", required=True, help="search space file")
     parser.add_argument("--output_file", default="hyper_example.result")
     parser.add_argument("--tool", default="hyperopt", choices=["hyperopt"])
-    parser.add_argument("--algo", default="exhaustive", help="exhaustive, random, bayes")
+    parser.add_argument(
+        "--algo", default="exhaustive", help="exhaustive, random, bayes"
+    )
     parser.add_argument("--max_evals", type=int, default=100)
     parser.add_argument("--early_stop", type=int, default=10)
     args, _ = parser.parse_known_args(argv)

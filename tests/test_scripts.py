@@ -1,0 +1,46 @@
+"""run_hyper.py with the plugin's objective, and CI running the README's commands."""
+
+import re
+import subprocess
+import sys
+
+from conftest import DATA_DIR, REPO_DIR
+
+
+def test_run_hyper_two_trials(tmp_path):
+    params = tmp_path / "hyper.test"
+    params.write_text("learning_rate choice [0.001,0.01]\n")
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_DIR / "run_hyper.py"),
+            "--model=SASRec",
+            "--dataset=tiny",
+            f"--params_file={params}",
+            "--output_file=hyper.result",
+            f"--data_path={DATA_DIR}",
+            "--epochs=1",
+            "--show_progress=False",
+            f"--checkpoint_dir={tmp_path / 'saved'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = (tmp_path / "hyper.result").read_text()
+    assert "learning_rate:0.001" in result and "learning_rate:0.01" in result
+    assert result.count("Test result:") == 2
+
+
+def readme_block(title):
+    readme = (REPO_DIR / "README.md").read_text()
+    match = re.search(rf"## {title}\n.*?```bash\n(.*?)\n```", readme, re.S)
+    return match.group(1).strip()
+
+
+def test_ci_runs_the_readme_commands_verbatim():
+    ci = (REPO_DIR / ".ci" / "run").read_text().splitlines()
+    assert readme_block("Install") in ci
+    assert readme_block("Test") in ci
