@@ -1,9 +1,12 @@
 """RecBole's distributed mode on the CPU: two processes with gloo."""
 
 import math
+import re
+import subprocess
+import sys
 
 import pytest
-from conftest import free_port
+from conftest import DATA_DIR, REPO_DIR, free_port
 
 from recbole_ssl.quick_start import run
 
@@ -20,3 +23,29 @@ def test_two_processes_on_cpu(tiny_config):
     assert result is not None
     values = list(result["test_result"].values())
     assert len(values) == 6 and all(math.isfinite(v) for v in values)
+
+
+@pytest.mark.slow
+def test_cli_nproc_2(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_DIR / "run_recbole_ssl.py"),
+            "--model=SASRec",
+            "--dataset=tiny",
+            "--nproc=2",
+            f"--port={free_port()}",
+            f"--data_path={DATA_DIR}",
+            "--epochs=1",
+            "--show_progress=False",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    # rank 0 logs the test result; the metrics of both ranks' shards are reduced
+    test_line = [line for line in out.stderr.splitlines() if "test result" in line][-1]
+    values = [float(v) for v in re.findall(r"'ndcg@\d+'[,:] ([0-9.e-]+)", test_line)]
+    assert len(values) == 3 and all(math.isfinite(v) for v in values)
