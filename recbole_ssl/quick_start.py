@@ -12,6 +12,7 @@ from logging import getLogger
 import colorlog
 import torch
 import torch.distributed as dist
+import yaml
 from recbole.utils import get_environment, init_seed, set_color
 from recbole.utils.logger import RemoveColorFilter, log_colors_config
 from recbole.utils.utils import get_local_time
@@ -29,11 +30,24 @@ from recbole_ssl.utils import (
 _LOG_HANDLER_TAG = "_recbole_ssl"
 
 
+def check_config_file(path):
+    """A config file must exist and parse as YAML; errors name the file and line."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            yaml.load(f, Loader=yaml.FullLoader)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+
+
 def build_config(model=None, dataset=None, config_file_list=None, config_dict=None):
     """``Config(...)``, with any error in the given settings raised as a ``ConfigError``."""
     for path in config_file_list or []:
-        if not os.path.isfile(path):
-            raise ConfigError(f"config file not found: {path}")
+        check_config_file(path)
     try:
         return Config(model, dataset, config_file_list, config_dict)
     except RecBoleSSLError:

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from recbole_ssl.config import PROPERTIES_DIR, SHIPPED_DATA_DIR, Config
+from recbole_ssl.quick_start import build_config
 from recbole_ssl.utils import ConfigError
 
 
@@ -92,3 +93,12 @@ def test_sequence_mode_needs_a_regime_aware_model(tiny_config):
     with pytest.raises(ConfigError, match="GRU4Rec only trains on RecBole's prefix"):
         Config("GRU4Rec", "tiny", config_dict=dict(tiny_config, train_mode="sequence"))
     assert Config("GRU4Rec", "tiny", config_dict=tiny_config)["train_mode"] == "prefix"
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):
+        build_config("SASRec", "tiny", [str(tmp_path / "nope.yaml")])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: [1, 2\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML \(line \d\)"):
+        build_config("SASRec", "tiny", [str(bad)])
