@@ -1,10 +1,17 @@
-"""Seconds per training epoch of SASRec in the two regimes, in one run.
+"""Seconds per training epoch of SASRec: RecBole as is, and the plugin's two regimes.
 
     python benchmarks/regime_speed.py [--dataset amazon-beauty] [--epochs 1]
 
-Prints, per regime, the training rows, seconds per epoch (mean of --epochs timed
-epochs) and one full-sort validation pass, then the prefix / sequence ratio. Compare
-ratios from one run: this machine's absolute times vary with its load.
+Rows, all SASRec with CE loss, batch 256, full-sort validation:
+
+- ``recbole``: RecBole's own SASRec, data pipeline and ``Trainer`` (prefix rows; RecBole
+  leaves autograd anomaly detection on, see ``recbole_ssl/trainer/trainer.py``);
+- ``prefix``: the plugin's SASRec and trainer on the same rows;
+- ``sequence``: the plugin's SASRec and trainer, one row per user.
+
+Prints training rows, seconds per epoch (mean of --epochs timed epochs) and one
+validation pass per row, then the ratios. Compare ratios from one run: this machine's
+absolute times vary with its load.
 """
 
 import argparse
@@ -15,27 +22,39 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import recbole.data  # noqa: E402
 import torch  # noqa: E402
+from recbole.model.sequential_recommender import SASRec as RecBoleSASRec  # noqa: E402
+from recbole.trainer import Trainer as RecBoleTrainer  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
+from recbole_ssl import utils  # noqa: E402
 from recbole_ssl.config import Config  # noqa: E402
 from recbole_ssl.model import SASRec  # noqa: E402
 from recbole_ssl.trainer import Trainer  # noqa: E402
-from recbole_ssl.utils import create_dataset, data_preparation  # noqa: E402
+
+SETUPS = {
+    "recbole": (RecBoleSASRec, RecBoleTrainer, recbole.data, "prefix"),
+    "prefix": (SASRec, Trainer, utils, "prefix"),
+    "sequence": (SASRec, Trainer, utils, "sequence"),
+}
 
 
-def measure(dataset_name, train_mode, epochs, extra):
+def measure(setup, dataset_name, epochs, extra):
+    model_class, trainer_class, data, train_mode = SETUPS[setup]
     config = Config(
-        "SASRec",
+        model_class,
         dataset_name,
         config_dict=dict(
             train_mode=train_mode, show_progress=False, state="WARNING", **extra
         ),
     )
     init_seed(config["seed"], config["reproducibility"])
-    train_data, valid_data, _ = data_preparation(config, create_dataset(config))
-    model = SASRec(config, train_data._dataset).to(config["device"])
-    trainer = Trainer(config, model)
+    train_data, valid_data, _ = data.data_preparation(
+        config, data.create_dataset(config)
+    )
+    model = model_class(config, train_data._dataset).to(config["device"])
+    trainer = trainer_class(config, model)
     times = []
     for epoch in range(epochs):
         start = time.perf_counter()
@@ -50,23 +69,32 @@ def measure(dataset_name, train_mode, epochs, extra):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", default="amazon-beauty")
-    parser.add_argument("--epochs", type=int, default=1, help="timed epochs per regime")
+    parser.add_argument("--epochs", type=int, default=1, help="timed epochs per row")
     parser.add_argument("--data_path", default=None)
+    parser.add_argument("--setups", default="recbole,prefix,sequence")
     args = parser.parse_args()
     extra = {"data_path": args.data_path} if args.data_path else {}
 
     print(
         f"# {args.dataset}, SASRec (CE, batch 256), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+        f"{torch.get_num_threads()} threads, {platform.machine()}, "
+        f"{os.cpu_count()} cores"
     )
-    print(f"{'regime':<10}{'train rows':>12}{'s/epoch':>10}{'eval s':>9}")
-    results = {}
-    for mode in ("prefix", "sequence"):
-        rows, epoch_s, eval_s = measure(args.dataset, mode, args.epochs, extra)
-        results[mode] = epoch_s
-        print(f"{mode:<10}{rows:>12}{epoch_s:>10.1f}{eval_s:>9.1f}")
-    ratio = results["prefix"] / results["sequence"]
-    print(f"prefix / sequence time per epoch: {ratio:.2f}x")
+    print(f"{'setup':<10}{'train rows':>12}{'s/epoch':>10}{'eval s':>9}")
+    seconds = {}
+    for setup in args.setups.split(","):
+        rows, epoch_s, eval_s = measure(setup, args.dataset, args.epochs, extra)
+        seconds[setup] = epoch_s
+        print(f"{setup:<10}{rows:>12}{epoch_s:>10.1f}{eval_s:>9.1f}", flush=True)
+    for slow, fast in (("recbole", "sequence"), ("prefix", "sequence")):
+        if slow in seconds and fast in seconds:
+            print(
+                f"{slow} / {fast} time per epoch: {seconds[slow] / seconds[fast]:.2f}x"
+            )
+    if "recbole" in seconds and "prefix" in seconds:
+        print(
+            f"recbole / prefix time per epoch: {seconds['recbole'] / seconds['prefix']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

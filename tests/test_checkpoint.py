@@ -57,3 +57,30 @@ def test_foreign_checkpoint_is_a_clear_error(tmp_path):
     torch.save({"config": {"model": "SASRec"}, "state_dict": {}}, path)
     with pytest.raises(ConfigError, match="not saved by recbole_ssl"):
         load_data_and_model(str(path))
+
+
+@pytest.mark.parametrize("detect_anomaly", [False, True])
+def test_training_runs_with_configured_anomaly_detection(
+    tiny_config, monkeypatch, detect_anomaly
+):
+    import recbole.model.sequential_recommender  # noqa: F401  (its sine.py turns it on)
+
+    from recbole_ssl.model import SASRec
+
+    seen = []
+    original = SASRec.calculate_loss
+
+    def recording(self, interaction):
+        seen.append(torch.is_anomaly_enabled())
+        return original(self, interaction)
+
+    monkeypatch.setattr(SASRec, "calculate_loss", recording)
+    before = torch.is_anomaly_enabled()
+    run_recbole_ssl(
+        "SASRec",
+        "tiny",
+        config_dict=dict(tiny_config, detect_anomaly=detect_anomaly),
+        saved=False,
+    )
+    assert seen and set(seen) == {detect_anomaly}
+    assert torch.is_anomaly_enabled() == before  # the global state is left as it was

@@ -44,3 +44,23 @@ def test_ci_runs_the_readme_commands_verbatim():
     ci = (REPO_DIR / ".ci" / "run").read_text().splitlines()
     assert readme_block("Install") in ci
     assert readme_block("Test") in ci
+
+
+def test_regime_speed_benchmark_runs(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_DIR / "benchmarks" / "regime_speed.py"),
+            "--dataset=tiny",
+            f"--data_path={DATA_DIR}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()}
+    assert int(rows["sequence"][1]) == 289  # one row per user
+    assert int(rows["prefix"][1]) == int(rows["recbole"][1]) > 289
+    assert "prefix / sequence time per epoch:" in out.stdout

@@ -6,6 +6,10 @@
 2. Distributed runs work on the CPU (gloo): RecBole wraps the model in
    ``DistributedDataParallel(device_ids=[rank])``, which only a CUDA module accepts;
    every rank loads the best checkpoint only once rank 0 has written it.
+3. Training runs with autograd's anomaly detection as ``detect_anomaly`` says (off by
+   default). RecBole's ``sine.py`` switches it on for the whole process when imported,
+   and any import of ``recbole.model.sequential_recommender`` imports it: every backward
+   pass then checks every gradient for NaN, about a quarter of SASRec's training time.
 """
 
 import enum
@@ -49,6 +53,12 @@ class PluginTrainerMixin:
         name = [self.saved_model_file]
         torch.distributed.broadcast_object_list(name, src=0)
         self.saved_model_file = name[0]
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        with torch.autograd.set_detect_anomaly(bool(self.config["detect_anomaly"])):
+            return super()._train_epoch(
+                train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress
+            )
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
