@@ -60,7 +60,10 @@ def test_regime_speed_benchmark_runs(tmp_path):
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()}
+    table = [line.split() for line in out.stdout.splitlines()]
+    rows = {
+        cells[0]: cells for cells in table if len(cells) == 4 and cells[1].isdigit()
+    }
     assert int(rows["sequence"][1]) == 289  # one row per user
     assert int(rows["prefix"][1]) == int(rows["recbole"][1]) > 289
     assert "prefix / sequence time per epoch:" in out.stdout
