@@ -104,10 +104,16 @@ def check_dataset_exists(config):
     shipped = str(SHIPPED_DATA_DIR / dataset)
     if shipped not in searched:
         searched.append(shipped)
-    inter_file = os.path.join(config["data_path"], f"{dataset}.inter")
-    if not os.path.isfile(inter_file):
+    parts = config["benchmark_filename"]  # RecBole's pre-split <dataset>.<part>.inter
+    names = (
+        [f"{dataset}.{part}.inter" for part in parts] if parts else [f"{dataset}.inter"]
+    )
+    missing = [
+        n for n in names if not os.path.isfile(os.path.join(config["data_path"], n))
+    ]
+    if missing:
         raise DatasetNotFoundError(
-            f"dataset {dataset!r} not found: no {dataset}.inter in "
+            f"dataset {dataset!r} not found: no {', '.join(missing)} in "
             + " or ".join(searched)
             + ". Convert raw data with `python -m recbole_ssl.data.convert` or set "
             "data_path to the folder that holds the dataset's folder"

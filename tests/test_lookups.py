@@ -57,3 +57,21 @@ def test_missing_dataset_fails_fast_naming_folders(tmp_path, monkeypatch):
     assert "no-such-set.inter" in message
     assert str(tmp_path / "no-such-set") in message
     assert "dataset_atomic" in message
+
+
+def test_pre_split_benchmark_files_are_found(tmp_path, tiny_config):
+    folder = tmp_path / "split"
+    folder.mkdir()
+    config = Config(
+        "SASRec",
+        "split",
+        config_dict=dict(
+            tiny_config,
+            data_path=str(tmp_path),
+            benchmark_filename=["train", "valid", "test"],
+        ),
+    )
+    with pytest.raises(
+        DatasetNotFoundError, match="split.train.inter, split.valid.inter"
+    ):
+        create_dataset(config)
