@@ -39,20 +39,22 @@ class PluginTrainerMixin:
     """The plugin's fixes, for any RecBole trainer class (see the module docstring)."""
 
     def __init__(self, config, model):
-        cpu_distributed = not config["single_spec"] and config["device"].type == "cpu"
-        if not cpu_distributed:
+        distributed = not config["single_spec"]
+        if distributed and config["device"].type == "cpu":
+            config["single_spec"] = True  # skip RecBole's CUDA-only DDP wrapping ...
+            try:
+                super().__init__(config, model)
+            finally:
+                config["single_spec"] = False
+            self.distributed_model = DistributedDataParallel(self.model)  # ... CPU's
+        else:
             super().__init__(config, model)
-            return
-        config["single_spec"] = True  # skip RecBole's CUDA-only DDP wrapping ...
-        try:
-            super().__init__(config, model)
-        finally:
-            config["single_spec"] = False
-        self.distributed_model = DistributedDataParallel(self.model)  # ... CPU's
-        # every rank must write to (and later load) rank 0's checkpoint file
-        name = [self.saved_model_file]
-        torch.distributed.broadcast_object_list(name, src=0)
-        self.saved_model_file = name[0]
+        if distributed:
+            # the file name holds the local time: ranks may disagree by a second, and
+            # every rank loads the file rank 0 writes
+            name = [self.saved_model_file]
+            torch.distributed.broadcast_object_list(name, src=0)
+            self.saved_model_file = name[0]
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         with torch.autograd.set_detect_anomaly(bool(self.config["detect_anomaly"])):
