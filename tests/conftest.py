@@ -1,6 +1,7 @@
 """Shared fixtures: every test runs in its own temporary folder, from any cwd."""
 
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,3 +40,14 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return str(s.getsockname()[1])
+
+
+def run_script(script, *args, cwd):
+    """Run one of the repository's scripts (path relative to the repo) as a user would."""
+    return subprocess.run(
+        [sys.executable, str(REPO_DIR / script), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

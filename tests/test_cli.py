@@ -1,21 +1,10 @@
 """run_recbole_ssl.py from another folder: results, help, one-line user errors."""
 
-import subprocess
-import sys
-
-from conftest import DATA_DIR, REPO_DIR
-
-SCRIPT = str(REPO_DIR / "run_recbole_ssl.py")
+from conftest import DATA_DIR, run_script
 
 
 def cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, SCRIPT, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_script("run_recbole_ssl.py", *args, cwd=cwd)
 
 
 def test_cli_runs_from_another_folder(tmp_path):

@@ -2,11 +2,9 @@
 
 import math
 import re
-import subprocess
-import sys
 
 import pytest
-from conftest import DATA_DIR, REPO_DIR, free_port
+from conftest import DATA_DIR, free_port, run_script
 
 from recbole_ssl.quick_start import run
 
@@ -27,22 +25,16 @@ def test_two_processes_on_cpu(tiny_config):
 
 @pytest.mark.slow
 def test_cli_nproc_2(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_DIR / "run_recbole_ssl.py"),
-            "--model=SASRec",
-            "--dataset=tiny",
-            "--nproc=2",
-            f"--port={free_port()}",
-            f"--data_path={DATA_DIR}",
-            "--epochs=1",
-            "--show_progress=False",
-        ],
+    out = run_script(
+        "run_recbole_ssl.py",
+        "--model=SASRec",
+        "--dataset=tiny",
+        "--nproc=2",
+        f"--port={free_port()}",
+        f"--data_path={DATA_DIR}",
+        "--epochs=1",
+        "--show_progress=False",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     # rank 0 logs the test result; the metrics of both ranks' shards are reduced

@@ -1,32 +1,24 @@
 """run_hyper.py with the plugin's objective, and CI running the README's commands."""
 
 import re
-import subprocess
-import sys
 
-from conftest import DATA_DIR, REPO_DIR
+from conftest import DATA_DIR, REPO_DIR, run_script
 
 
 def test_run_hyper_two_trials(tmp_path):
     params = tmp_path / "hyper.test"
     params.write_text("learning_rate choice [0.001,0.01]\n")
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_DIR / "run_hyper.py"),
-            "--model=SASRec",
-            "--dataset=tiny",
-            f"--params_file={params}",
-            "--output_file=hyper.result",
-            f"--data_path={DATA_DIR}",
-            "--epochs=1",
-            "--show_progress=False",
-            f"--checkpoint_dir={tmp_path / 'saved'}",
-        ],
+    out = run_script(
+        "run_hyper.py",
+        "--model=SASRec",
+        "--dataset=tiny",
+        f"--params_file={params}",
+        "--output_file=hyper.result",
+        f"--data_path={DATA_DIR}",
+        "--epochs=1",
+        "--show_progress=False",
+        f"--checkpoint_dir={tmp_path / 'saved'}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     result = (tmp_path / "hyper.result").read_text()
@@ -47,17 +39,11 @@ def test_ci_runs_the_readme_commands_verbatim():
 
 
 def test_regime_speed_benchmark_runs(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_DIR / "benchmarks" / "regime_speed.py"),
-            "--dataset=tiny",
-            f"--data_path={DATA_DIR}",
-        ],
+    out = run_script(
+        "benchmarks/regime_speed.py",
+        "--dataset=tiny",
+        f"--data_path={DATA_DIR}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     table = [line.split() for line in out.stdout.splitlines()]
