@@ -177,8 +177,7 @@ def test_bpr_sequence_negatives_never_equal_targets(tiny_config):
     )
     model = SASRec(config, train_data._dataset)
     target = torch.randint(1, model.n_items, (20000,))
-    negative = torch.randint(1, model.n_items - 1, target.shape)
-    negative = negative + (negative >= target).long()
+    negative = model.sample_negatives(target)
     assert (negative != target).all() and negative.min() >= 1
     assert negative.max() <= model.n_items - 1
     counts = Counter(negative.tolist())

@@ -44,6 +44,13 @@ class SequentialSSLRecommender(SequentialRecommender):
         targets[rows, last] = interaction[self.POS_ITEM_ID]
         return targets
 
+    def sample_negatives(self, target):
+        """One item per target, uniform over all real items except the target."""
+        negative = torch.randint(
+            1, self.n_items - 1, target.shape, device=target.device
+        )
+        return negative + (negative >= target).long()  # skip over the target
+
     def next_item_loss(self, seq_output, interaction, item_weight, reduction="mean"):
         """Next-item loss of ``seq_output`` ([B, L, H]) against ``item_weight`` ([n_items, H]).
 
@@ -64,10 +71,7 @@ class SequentialSSLRecommender(SequentialRecommender):
         if self.train_mode == "prefix":
             negative = interaction[self.NEG_ITEM_ID]
         else:
-            negative = torch.randint(
-                1, self.n_items - 1, target.shape, device=target.device
-            )
-            negative = negative + (negative >= target).long()  # skip the target
+            negative = self.sample_negatives(target)
         pos_score = (output * item_weight[target]).sum(-1)
         neg_score = (output * item_weight[negative]).sum(-1)
         if reduction == "none":
