@@ -22,7 +22,6 @@ def main(argv=None):
     parser.add_argument("--config_files", default=None, help="fixed YAML files")
     parser.add_argument("--params_file", required=True, help="search space file")
     parser.add_argument("--output_file", default="hyper_example.result")
-    parser.add_argument("--tool", default="hyperopt", choices=["hyperopt"])
     parser.add_argument(
         "--algo", default="exhaustive", help="exhaustive, random, bayes"
     )
@@ -43,7 +42,7 @@ def main(argv=None):
     from recbole_ssl.quick_start import objective_function
     from recbole_ssl.utils import RecBoleSSLError
 
-    config_files = args.config_files.split(" ") if args.config_files else []
+    config_files = args.config_files.split() if args.config_files else []
 
     def objective(config_dict, config_file_list, saved=True):
         config_dict = dict(config_dict or {}, model=args.model, dataset=args.dataset)

@@ -38,7 +38,7 @@ def parse_args(argv=None):
 def main(argv=None):
     """Run from the command line; a user error ends with one line on stderr, exit 2."""
     args = parse_args(argv)
-    config_files = args.config_files.strip().split(" ") if args.config_files else None
+    config_files = args.config_files.split() if args.config_files else None
     from recbole_ssl.quick_start import run  # after --help, which needs no torch
 
     try:

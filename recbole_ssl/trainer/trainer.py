@@ -9,7 +9,8 @@
 3. Training runs with autograd's anomaly detection as ``detect_anomaly`` says (off by
    default). RecBole's ``sine.py`` switches it on for the whole process when imported,
    and any import of ``recbole.model.sequential_recommender`` imports it: every backward
-   pass then checks every gradient for NaN, about a quarter of SASRec's training time.
+   pass then checks every gradient for NaN (measured on Beauty: RecBole's SASRec epoch
+   172 s, the same rows with it off 116 s; results/amazon-beauty.md).
 """
 
 import enum
