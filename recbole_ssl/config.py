@@ -81,6 +81,9 @@ class Config(RecBoleConfig):
             )
         self.final_config_dict["train_mode"] = train_mode
         self._check_value_types()
+        check_config = getattr(self.model_class, "check_config", None)
+        if check_config is not None:  # a model's own checks, before data is loaded
+            check_config(self.final_config_dict)
 
     def _check_value_types(self):
         """A key whose default is a number or a bool must be given one.

@@ -8,6 +8,7 @@ import importlib
 import inspect
 import os
 
+import torch
 from recbole.data import data_preparation as recbole_data_preparation
 from recbole.utils import ModelType
 from recbole.utils import get_model as recbole_get_model
@@ -144,3 +145,17 @@ def data_preparation(config, dataset):
 
     train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
     return train_data, history_masked(valid_data), history_masked(test_data)
+
+
+def broadcast_from_rank0(tensor):
+    """``tensor`` as rank 0 has it, in a distributed run; ``tensor`` itself otherwise.
+
+    For what one rank computes for all (item correlations, cluster centroids), so no
+    rank silently uses its own copy. NCCL broadcasts CUDA tensors, gloo CPU ones.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return tensor
+    device = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
+    shared = tensor.detach().to(device).contiguous()
+    torch.distributed.broadcast(shared, src=0)
+    return shared.to(tensor.device)

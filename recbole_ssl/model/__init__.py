@@ -1,5 +1,7 @@
 """The plugin's models, one per file; the lookups find them here by class name."""
 
+from recbole_ssl.model.cl4srec import CL4SRec
+from recbole_ssl.model.coserec import CoSeRec
 from recbole_ssl.model.sasrec import SASRec
 
-__all__ = ["SASRec"]
+__all__ = ["CL4SRec", "CoSeRec", "SASRec"]

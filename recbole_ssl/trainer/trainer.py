@@ -63,6 +63,16 @@ class PluginTrainerMixin:
                 train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress
             )
 
+    def _generate_train_loss_output(self, epoch_idx, s_time, e_time, losses):
+        output = super()._generate_train_loss_output(epoch_idx, s_time, e_time, losses)
+        # a model whose loss is a NamedTuple (``loss_parts``) gets its parts' names
+        # logged instead of RecBole's train_loss1, train_loss2, ...
+        names = getattr(getattr(self.model, "loss_parts", None), "_fields", ())
+        if isinstance(losses, tuple) and len(names) == len(losses):
+            for idx in reversed(range(len(names))):
+                output = output.replace(f"train_loss{idx + 1}", names[idx])
+        return output
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return

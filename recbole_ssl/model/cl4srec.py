@@ -1,0 +1,136 @@
+"""CL4SRec: SASRec trained with a contrastive loss between two random augmentations."""
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from recbole_ssl.data.augment import SequenceAugmenter
+from recbole_ssl.model.losses import (
+    REPRESENTATIONS,
+    SIMILARITIES,
+    nt_xent,
+    sequence_representation,
+)
+from recbole_ssl.model.sasrec import SASRec
+from recbole_ssl.utils import ConfigError
+
+
+class ContrastiveLoss(NamedTuple):
+    """The two parts of Eq. 15; RecBole's trainer sums them and logs each."""
+
+    rec_loss: torch.Tensor  # L_rec, next-item prediction
+    cl_loss: torch.Tensor  # lambda * L_ssl
+
+
+class CL4SRec(SASRec):
+    r"""CL4SRec: Contrastive Learning for Sequential Recommendation (Xie et al., 2020,
+    arXiv:2010.14395), as the random-augmentation baseline of CoSeRec (Chen et al.,
+    2021, arXiv:2108.06479).
+
+    A SASRec encoder trained on ``L = L_rec + lambda * L_ssl`` (CoSeRec Eq. 15): every
+    training sequence gets two views, each from one operator drawn from ``crop``,
+    ``mask`` and ``reorder`` (:mod:`recbole_ssl.data.augment`), and NT-Xent
+    (:func:`recbole_ssl.model.losses.nt_xent`) pulls the two views of a sequence
+    together against the other 2(N - 1) views of the batch. The original sequence and
+    both views go through the encoder in one batched forward pass.
+
+    NOTE:
+        * The mask token is a dedicated item id, ``n_items`` (the embedding table has
+          one extra row, never scored); the authors' code masks with the padding id.
+        * ``cl_representation: concat`` concatenates the outputs at all positions as
+          the paper does, aligned on the most recent item with padding zeroed; the
+          authors' code concatenates left-padded outputs, padding included.
+        * ``train_mode: sequence`` (the default) scores the next item at every
+          position of a user's training sequence and augments that sequence, as the
+          authors' code does; with the CE loss instead of their one-negative BCE.
+        * Crop draws its window start uniformly over all ``n - c + 1`` starts and
+          counts use ``ceil`` as in the paper (the authors' code uses ``int`` and never
+          crops the window ending at the last item).
+    """
+
+    loss_parts = ContrastiveLoss
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.check_config(config)
+        self.cl_weight = config["cl_weight"]
+        self.cl_temperature = config["cl_temperature"]
+        self.cl_similarity = config["cl_similarity"]
+        self.cl_representation = config["cl_representation"]
+
+        # one extra row: the mask token, id n_items
+        self.mask_token = self.n_items
+        self.item_embedding = nn.Embedding(
+            self.n_items + 1, self.hidden_size, padding_idx=0
+        )
+        self.item_embedding.apply(self._init_weights)
+        self.augmenter = SequenceAugmenter.from_config(config, self.mask_token)
+        self.item_correlation = None  # set by the trainer when an operator needs it
+
+    @classmethod
+    def check_config(cls, config):
+        """Clear errors for bad contrastive settings, before any data is loaded."""
+        SequenceAugmenter.from_config(config, mask_token=0)  # ratios, operators, K
+        checks = {
+            "cl_representation": (config["cl_representation"], REPRESENTATIONS),
+            "cl_similarity": (config["cl_similarity"], SIMILARITIES),
+        }
+        for key, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ConfigError(
+                    f"{key} must be one of {list(allowed)}, got {value!r}"
+                )
+        for key in ("cl_weight", "cl_temperature"):
+            value = config[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{key} must be a number, got {value!r}")
+        if config["cl_weight"] < 0:
+            raise ConfigError(f"cl_weight must be >= 0, got {config['cl_weight']!r}")
+        if config["cl_temperature"] <= 0:
+            raise ConfigError(
+                f"cl_temperature must be > 0, got {config['cl_temperature']!r}"
+            )
+
+    @property
+    def needs_item_correlation(self):
+        """Whether an operator set holds ``substitute`` or ``insert``."""
+        return self.augmenter.needs_correlation
+
+    def set_item_correlation(self, correlation):
+        """Attach the :class:`ItemCorrelation` that ``substitute`` and ``insert`` use."""
+        self.item_correlation = correlation
+        self.augmenter.set_correlation(correlation)
+
+    @property
+    def item_weight(self):
+        """The embeddings of the real items (and padding), without the mask token."""
+        return self.item_embedding.weight[: self.n_items]
+
+    def augment_views(self, item_seq, item_seq_len):
+        """Two augmented views of every sequence: ``(views [2B, L], lengths [2B])``."""
+        return self.augmenter(item_seq.repeat(2, 1), item_seq_len.repeat(2))
+
+    def contrastive_loss(self, view_output, view_len):
+        """NT-Xent between the first and second half of the encoded views."""
+        representation = sequence_representation(
+            view_output, view_len, self.cl_representation
+        )
+        first, second = representation.chunk(2)
+        return nt_xent(first, second, self.cl_temperature, self.cl_similarity)
+
+    def calculate_loss(self, interaction):
+        item_seq = interaction[self.ITEM_SEQ]
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        batch = item_seq.size(0)
+        views, view_len = self.augment_views(item_seq, item_seq_len)
+        output = self.encode(torch.cat([item_seq, views]))  # [3B, L, H]
+        rec_loss = self.next_item_loss(output[:batch], interaction, self.item_weight)
+        cl_loss = self.contrastive_loss(output[batch:], view_len)
+        return ContrastiveLoss(rec_loss, self.cl_weight * cl_loss)
+
+    def full_sort_predict(self, interaction):
+        seq_output = self.forward(
+            interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        )
+        return seq_output @ self.item_weight.t()  # [B, n_items]

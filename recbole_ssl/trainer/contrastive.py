@@ -1,0 +1,70 @@
+"""recbole_ssl.trainer.contrastive: trainers of the augmentation-based models.
+
+One hook beyond RecBole's ``Trainer``: the item correlation that the ``substitute``
+and ``insert`` augmentations need. It is built from the training split once, before
+the first epoch, and refreshed at the start of every epoch from
+``correlation_warm_up`` on (CoSeRec Algorithm 1, lines 2-5). Under distributed
+training every rank uses rank 0's tables.
+"""
+
+from recbole_ssl.data.correlation import ItemCorrelation
+from recbole_ssl.trainer.trainer import Trainer
+from recbole_ssl.utils import broadcast_from_rank0
+
+
+class ContrastiveTrainer(Trainer):
+    """Trainer of CL4SRec and CoSeRec: maintains the model's item correlation."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.correlation_warm_up = config["correlation_warm_up"]
+        self.correlation_topk = config["correlation_topk"]
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, **kwargs):
+        if self.model.needs_item_correlation and self.model.item_correlation is None:
+            self.build_item_correlation(train_data._dataset)
+        return super().fit(train_data, valid_data, verbose, saved, **kwargs)
+
+    def build_item_correlation(self, dataset):
+        """ItemCF-IUF (CoSeRec Eq. 9) from the training split, the same on every rank."""
+        correlation = ItemCorrelation.from_dataset(
+            dataset,
+            k=self.correlation_topk,
+            seed=self.config["seed"] + (self.config["local_rank"] or 0),
+        )
+        correlation.memory_neighbours = broadcast_from_rank0(
+            correlation.memory_neighbours
+        )
+        correlation.memory_scores = broadcast_from_rank0(correlation.memory_scores)
+        correlation.use_memory_based()
+        self.model.set_item_correlation(correlation.to(self.device))
+        self.logger.info(
+            f"item correlation: ItemCF-IUF top-{correlation.k} of {correlation.n_items}"
+            f" items; hybrid from epoch {self.correlation_warm_up}"
+        )
+
+    def refresh_item_correlation(self, epoch_idx):
+        """From the warm-up epoch on, use the hybrid with the current embeddings."""
+        correlation = self.model.item_correlation
+        if correlation is None or epoch_idx < self.correlation_warm_up:
+            return
+        keep_memory = correlation.refresh_model_based(self.model.item_weight)
+        correlation.neighbours = broadcast_from_rank0(correlation.neighbours)
+        self.logger.info(
+            f"epoch {epoch_idx}: hybrid item correlation, memory-based for "
+            f"{keep_memory.float().mean().item():.1%} of items"
+        )
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self.refresh_item_correlation(epoch_idx)
+        return super()._train_epoch(
+            train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress
+        )
+
+
+class CL4SRecTrainer(ContrastiveTrainer):
+    """CL4SRec's trainer (a correlation is built only if its operators need one)."""
+
+
+class CoSeRecTrainer(ContrastiveTrainer):
+    """CoSeRec's trainer: ItemCF-IUF before training, the hybrid after warm-up."""
