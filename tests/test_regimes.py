@@ -121,7 +121,7 @@ def test_prefix_loss_equals_recbole_sasrec(tiny_config):
             core.calculate_loss(batch).item(), rel=1e-5
         )
         assert torch.allclose(
-            ours.full_sort_predict(batch), core.full_sort_predict(batch)
+            ours.full_sort_predict(batch), core.full_sort_predict(batch), atol=1e-5
         )
 
 
@@ -182,3 +182,16 @@ def test_bpr_sequence_negatives_never_equal_targets(tiny_config):
     assert negative.max() <= model.n_items - 1
     counts = Counter(negative.tolist())
     assert len(counts) > model.n_items * 0.9  # spread over all items
+
+
+def test_length_grouped_encoding_is_exact(tiny_config):
+    config, _, (train_data, _, _) = prepare(dict(tiny_config, train_mode="sequence"))
+    model = SASRec(config, train_data._dataset).eval()
+    item_seq = torch.cat([batch[model.ITEM_SEQ] for batch in train_data])
+    lengths = (item_seq > 0).sum(1)
+    assert {8, 9, 16, 17}.issubset(set(lengths.tolist()))  # rows at the group edges
+    with torch.no_grad():
+        grouped, full = model.encode(item_seq), model.encode_full(item_seq)
+    real = torch.arange(item_seq.size(1)) < lengths[:, None]
+    assert torch.allclose(grouped[real], full[real], atol=1e-5)
+    assert (grouped[~real] == 0).all()

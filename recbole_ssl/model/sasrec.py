@@ -5,6 +5,16 @@ from recbole.model.sequential_recommender import SASRec as RecBoleSASRec
 from recbole_ssl.model.abstract_recommender import SequentialSSLRecommender
 
 
+def encode_widths(max_width, smallest=8):
+    """The widths rows are grouped into: 8, 16, 32, ... and ``max_width`` last."""
+    widths = []
+    width = smallest
+    while width < max_width:
+        widths.append(width)
+        width *= 2
+    return [*widths, max_width]
+
+
 class SASRec(SequentialSSLRecommender, RecBoleSASRec):
     r"""SASRec: Self-Attentive Sequential Recommendation (Kang and McAuley, ICDM 2018).
 
@@ -19,7 +29,32 @@ class SASRec(SequentialSSLRecommender, RecBoleSASRec):
     """
 
     def encode(self, item_seq):
-        """Causal Transformer outputs at every position.  # [B, L, H]"""
+        """Causal Transformer outputs at every position; zeros at padding.  # [B, L, H]
+
+        Rows are encoded in groups of similar length, each cut to the width of its
+        longest row (8, 16, 32, ... up to L). With right padding and causal attention
+        the outputs at real positions do not depend on the padding after them, so this
+        is exact, and it skips most of the work on datasets of short sequences.
+        """
+        lengths = (item_seq > 0).sum(1)
+        width = item_seq.size(1)
+        output = None
+        lower = 0
+        for upper in encode_widths(width):
+            rows = ((lengths > lower) & (lengths <= upper)).nonzero(as_tuple=True)[0]
+            lower = upper
+            if rows.numel() == 0:
+                continue
+            part = self.encode_full(item_seq[rows, :upper])  # [b, upper, H]
+            if output is None:
+                output = part.new_zeros(item_seq.size(0), width, part.size(-1))
+            output[rows, :upper] = part
+        if output is None:  # no row has an item
+            return self.encode_full(item_seq)
+        return output.masked_fill(item_seq[..., None] == 0, 0.0)
+
+    def encode_full(self, item_seq):
+        """RecBole's SASRec encoder on the whole padded width.  # [B, L, H]"""
         positions = self.position_embedding.weight[: item_seq.size(1)]  # [L, H]
         input_emb = self.LayerNorm(self.item_embedding(item_seq) + positions)
         input_emb = self.dropout(input_emb)

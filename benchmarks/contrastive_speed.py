@@ -1,0 +1,87 @@
+"""Seconds per training epoch of CL4SRec and CoSeRec next to SASRec, in one run.
+
+    python benchmarks/contrastive_speed.py [--dataset amazon-beauty] [--epochs 1]
+
+All three with their YAML defaults (``sequence`` regime, CE, batch 256). CoSeRec's
+one-off ItemCF-IUF table and its per-epoch hybrid refresh (Eq. 11) are timed apart
+from its epochs. Prints seconds per epoch (mean of --epochs timed epochs), the ratio
+to SASRec, and one validation pass per model. Compare ratios from one run: this
+machine's absolute times vary with its load.
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import torch  # noqa: E402
+from recbole.utils import init_seed  # noqa: E402
+
+from recbole_ssl import utils  # noqa: E402
+from recbole_ssl.config import Config  # noqa: E402
+
+MODELS = ("SASRec", "CL4SRec", "CoSeRec")
+
+
+def measure(model_name, dataset_name, epochs, extra):
+    config = Config(
+        model_name,
+        dataset_name,
+        config_dict=dict(show_progress=False, state="WARNING", **extra),
+    )
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, valid_data, _ = utils.data_preparation(
+        config, utils.create_dataset(config)
+    )
+    model = config.model_class(config, train_data._dataset).to(config["device"])
+    trainer = utils.get_trainer(config["MODEL_TYPE"], model_name)(config, model)
+    extra_s = {}
+    if getattr(model, "needs_item_correlation", False):
+        start = time.perf_counter()
+        trainer.build_item_correlation(train_data._dataset)
+        extra_s["ItemCF-IUF table"] = time.perf_counter() - start
+        start = time.perf_counter()
+        trainer.refresh_item_correlation(trainer.correlation_warm_up)
+        extra_s["hybrid refresh"] = time.perf_counter() - start
+    times = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        trainer._train_epoch(train_data, epoch)
+        times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    trainer.evaluate(valid_data, load_best_model=False)
+    eval_s = time.perf_counter() - start
+    trainer.tensorboard.close()
+    return sum(times) / len(times), eval_s, extra_s
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", default="amazon-beauty")
+    parser.add_argument("--epochs", type=int, default=1, help="timed epochs per model")
+    parser.add_argument("--data_path", default=None)
+    parser.add_argument("--models", default=",".join(MODELS))
+    args = parser.parse_args()
+    extra = {"data_path": args.data_path} if args.data_path else {}
+
+    print(
+        f"# {args.dataset}, YAML defaults, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {platform.machine()}, "
+        f"{os.cpu_count()} cores"
+    )
+    print(f"{'model':<10}{'s/epoch':>10}{'vs SASRec':>11}{'eval s':>9}")
+    base = None
+    for model_name in args.models.split(","):
+        epoch_s, eval_s, extra_s = measure(model_name, args.dataset, args.epochs, extra)
+        base = epoch_s if model_name == "SASRec" else base
+        ratio = f"{epoch_s / base:.2f}x" if base else "-"
+        print(f"{model_name:<10}{epoch_s:>10.1f}{ratio:>11}{eval_s:>9.1f}", flush=True)
+        for name, seconds in extra_s.items():
+            print(f"  {model_name} {name}: {seconds:.2f} s (not in s/epoch)")
+
+
+if __name__ == "__main__":
+    main()

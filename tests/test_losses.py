@@ -1,0 +1,85 @@
+"""NT-Xent against a slow reference loop and a hand-computed case; sequence vectors."""
+
+import math
+
+import pytest
+import torch
+
+from recbole_ssl.model.losses import nt_xent, sequence_representation
+
+
+def reference_nt_xent(view1, view2, temperature, similarity):
+    """Eq. 14 anchor by anchor, as written: 1/2N sum over the 2N anchors."""
+    views = list(view1) + list(view2)
+    n = len(view1)
+
+    def sim(a, b):
+        if similarity == "cos":
+            return float(a @ b / (a.norm() * b.norm())) / temperature
+        return float(a @ b) / temperature
+
+    total = 0.0
+    for anchor in range(2 * n):
+        partner = anchor + n if anchor < n else anchor - n
+        denominator = sum(
+            math.exp(sim(views[anchor], views[m])) for m in range(2 * n) if m != anchor
+        )
+        total += -math.log(math.exp(sim(views[anchor], views[partner])) / denominator)
+    return total / (2 * n)
+
+
+@pytest.mark.parametrize("similarity", ["dot", "cos"])
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_nt_xent_equals_the_reference_loop(similarity, temperature):
+    generator = torch.Generator().manual_seed(0)
+    view1 = torch.randn(5, 4, generator=generator, dtype=torch.float64)
+    view2 = torch.randn(5, 4, generator=generator, dtype=torch.float64)
+    loss = nt_xent(view1, view2, temperature, similarity)
+    assert loss.item() == pytest.approx(
+        reference_nt_xent(view1, view2, temperature, similarity)
+    )
+
+
+def test_nt_xent_hand_computed():
+    # two orthonormal pairs: each anchor scores 1 with its partner, 0 with the others
+    view = torch.eye(2)
+    expected = -math.log(math.e / (math.e + 2))
+    assert nt_xent(view, view.clone()).item() == pytest.approx(expected)
+    # a single pair has no negative: the loss is 0
+    assert nt_xent(torch.ones(1, 3), torch.ones(1, 3)).item() == pytest.approx(0.0)
+
+
+def test_nt_xent_gradients_reach_both_views():
+    view1 = torch.randn(4, 3, requires_grad=True)
+    view2 = torch.randn(4, 3, requires_grad=True)
+    nt_xent(view1, view2).backward()
+    assert view1.grad.abs().sum() > 0 and view2.grad.abs().sum() > 0
+
+
+def test_nt_xent_rejects_an_unknown_similarity():
+    with pytest.raises(ValueError, match="unknown similarity 'l2'"):
+        nt_xent(torch.ones(2, 2), torch.ones(2, 2), similarity="l2")
+
+
+def outputs():
+    """[B=2, L=3, H=2]: position p of row b holds (10 b + p, -(10 b + p))."""
+    values = torch.tensor([[0.0, 1, 2], [10, 11, 12]])
+    return torch.stack([values, -values], dim=-1), torch.tensor([2, 3])
+
+
+def test_concat_aligns_on_the_most_recent_item_and_zeroes_padding():
+    output, lengths = outputs()
+    rep = sequence_representation(output, lengths, "concat")
+    assert rep.tolist() == [[1, -1, 0, 0, 0, 0], [12, -12, 11, -11, 10, -10]]
+
+
+def test_mean_and_last_use_real_positions_only():
+    output, lengths = outputs()
+    assert sequence_representation(output, lengths, "mean").tolist() == [
+        [0.5, -0.5],
+        [11, -11],
+    ]
+    assert sequence_representation(output, lengths, "last").tolist() == [
+        [1, -1],
+        [12, -12],
+    ]
