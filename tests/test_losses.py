@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from recbole_ssl.model.losses import nt_xent, sequence_representation
+from recbole_ssl.model.losses import (
+    concat_gram,
+    nt_xent,
+    nt_xent_from_similarity,
+    sequence_representation,
+    similarity_matrix,
+)
 
 
 def reference_nt_xent(view1, view2, temperature, similarity):
@@ -83,3 +89,24 @@ def test_mean_and_last_use_real_positions_only():
         [1, -1],
         [12, -12],
     ]
+
+
+def test_concat_gram_equals_the_dense_product():
+    generator = torch.Generator().manual_seed(0)
+    output = torch.randn(40, 50, 4, generator=generator, dtype=torch.float64)
+    lengths = torch.randint(1, 51, (40,), generator=generator)
+    lengths[:3] = torch.tensor([8, 9, 50])  # band edges
+    dense = sequence_representation(output, lengths, "concat")
+    assert torch.allclose(concat_gram(output, lengths), dense @ dense.t())
+
+
+@pytest.mark.parametrize("similarity", ["dot", "cos"])
+def test_nt_xent_from_a_gram_matrix_equals_nt_xent(similarity):
+    generator = torch.Generator().manual_seed(1)
+    views = torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    from_gram = nt_xent_from_similarity(
+        similarity_matrix(views @ views.t(), similarity) / 0.5
+    )
+    assert from_gram.item() == pytest.approx(
+        nt_xent(views[:3], views[3:], 0.5, similarity).item()
+    )

@@ -53,3 +53,19 @@ def test_regime_speed_benchmark_runs(tmp_path):
     assert int(rows["sequence"][1]) == 289  # one row per user
     assert int(rows["prefix"][1]) == int(rows["recbole"][1]) > 289
     assert "prefix / sequence time per epoch:" in out.stdout
+
+
+def test_contrastive_speed_benchmark_runs(tmp_path):
+    out = run_script(
+        "benchmarks/contrastive_speed.py",
+        "--dataset=tiny",
+        f"--data_path={DATA_DIR}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()[2:5]}
+    assert set(rows) == {"SASRec", "CL4SRec", "CoSeRec"}
+    assert rows["SASRec"][2] == "1.00x"
+    assert all(float(rows[m][1]) > 0 for m in rows)
+    assert "CoSeRec ItemCF-IUF table:" in out.stdout
+    assert "CoSeRec hybrid refresh:" in out.stdout

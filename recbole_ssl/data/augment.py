@@ -1,6 +1,6 @@
 """recbole_ssl.data.augment: sequence augmentations for contrastive learning.
 
-The five operators of CoSeRec (Chen et al., 2021, Sec. 4.1), over a batch of
+The five operators of CoSeRec (Liu et al., 2021, Sec. 4.1), over a batch of
 right-padded item sequences ``seq`` ([B, L], padding id 0) and their lengths ``lengths``
 ([B]). Each returns a new ``(seq, lengths)`` pair and never writes into its input, so
 the stored training data is never changed.

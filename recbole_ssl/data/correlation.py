@@ -1,6 +1,6 @@
 """recbole_ssl.data.correlation: item correlations for informative augmentations.
 
-CoSeRec (Chen et al., 2021, Sec. 4.1.3) picks the item to substitute or insert by one
+CoSeRec (Liu et al., 2021, Sec. 4.1.3) picks the item to substitute or insert by one
 of three correlations:
 
 * memory-based, ItemCF-IUF (Eq. 9):

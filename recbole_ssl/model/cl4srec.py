@@ -9,8 +9,10 @@ from recbole_ssl.data.augment import SequenceAugmenter
 from recbole_ssl.model.losses import (
     REPRESENTATIONS,
     SIMILARITIES,
-    nt_xent,
+    concat_gram,
+    nt_xent_from_similarity,
     sequence_representation,
+    similarity_matrix,
 )
 from recbole_ssl.model.sasrec import SASRec
 from recbole_ssl.utils import ConfigError
@@ -31,7 +33,7 @@ class CL4SRec(SASRec):
     A SASRec encoder trained on ``L = L_rec + lambda * L_ssl`` (CoSeRec Eq. 15): every
     training sequence gets two views, each from one operator drawn from ``crop``,
     ``mask`` and ``reorder`` (:mod:`recbole_ssl.data.augment`), and NT-Xent
-    (:func:`recbole_ssl.model.losses.nt_xent`) pulls the two views of a sequence
+    (:mod:`recbole_ssl.model.losses`) pulls the two views of a sequence
     together against the other 2(N - 1) views of the batch. The original sequence and
     both views go through the encoder in one batched forward pass.
 
@@ -112,12 +114,16 @@ class CL4SRec(SASRec):
         return self.augmenter(item_seq.repeat(2, 1), item_seq_len.repeat(2))
 
     def contrastive_loss(self, view_output, view_len):
-        """NT-Xent between the first and second half of the encoded views."""
-        representation = sequence_representation(
-            view_output, view_len, self.cl_representation
-        )
-        first, second = representation.chunk(2)
-        return nt_xent(first, second, self.cl_temperature, self.cl_similarity)
+        """NT-Xent between the first and the second half of the encoded views."""
+        if self.cl_representation == "concat":
+            gram = concat_gram(view_output, view_len)  # skips the zero padding slots
+        else:
+            vectors = sequence_representation(
+                view_output, view_len, self.cl_representation
+            )
+            gram = vectors @ vectors.t()
+        similarity = similarity_matrix(gram, self.cl_similarity)
+        return nt_xent_from_similarity(similarity / self.cl_temperature)
 
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]

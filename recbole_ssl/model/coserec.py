@@ -5,7 +5,7 @@ from recbole_ssl.model.cl4srec import CL4SRec
 
 class CoSeRec(CL4SRec):
     r"""CoSeRec: Contrastive Self-supervised Sequential Recommendation with Robust
-    Augmentation (Chen et al., 2021, arXiv:2108.06479).
+    Augmentation (Liu et al., 2021, arXiv:2108.06479).
 
     CL4SRec's model and loss (Eq. 15), with the informative operators ``substitute``
     and ``insert``, which use item correlations (Sec. 4.1.3,

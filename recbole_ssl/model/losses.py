@@ -25,10 +25,58 @@ def sequence_representation(output, lengths, kind="concat"):
         summed = (output * real[..., None]).sum(1)
         return summed / lengths[:, None].clamp(min=1).to(output.dtype)
     if kind == "concat":
-        recency = (lengths[:, None] - 1 - positions).clamp(min=0)  # [B, L]
-        aligned = output.gather(1, recency[..., None].expand_as(output))
-        return (aligned * real[..., None]).flatten(1)
+        return recency_aligned(output, lengths).flatten(1)
     raise ValueError(f"unknown sequence representation {kind!r}; use {REPRESENTATIONS}")
+
+
+def recency_aligned(output, lengths):
+    """Position outputs re-ordered from the most recent item back, padding zeroed.
+
+    Row ``b``, slot ``k`` holds the output at position ``lengths[b] - 1 - k``.  # [B, L, H]
+    """
+    positions = torch.arange(output.size(1), device=output.device)
+    recency = (lengths[:, None] - 1 - positions).clamp(min=0)  # [B, L]
+    aligned = output.gather(1, recency[..., None].expand_as(output))
+    return aligned * (positions < lengths[:, None])[..., None]
+
+
+def concat_gram(output, lengths, widths=(8, 16, 32)):
+    """Dot products of the ``concat`` representations of all rows.  # [B, B]
+
+    Equal to ``rep @ rep.t()`` with ``rep = sequence_representation(output, lengths,
+    "concat")``, but slots past a row's length are zero, so with the rows sorted by
+    length each band of slots only multiplies the rows long enough to reach it: on
+    short-sequence data a fraction of the dense ``[B, L*H]`` product.
+    """
+    batch, width, _ = output.shape
+    order = lengths.argsort(descending=True)
+    sorted_lengths = lengths[order]
+    gram = None
+    lower = 0
+    for upper in [w for w in widths if w < width] + [width]:
+        rows = int((sorted_lengths > lower).sum())  # a prefix of the sorted rows
+        if rows:
+            slots = torch.arange(lower, upper, device=output.device)  # [S]
+            position = sorted_lengths[:rows, None] - 1 - slots  # [rows, S]
+            band = output[order[:rows, None], position.clamp(min=0)]  # [rows, S, H]
+            band = (band * (position >= 0)[..., None]).flatten(1)
+            part = F.pad(band @ band.t(), (0, batch - rows, 0, batch - rows))
+            gram = part if gram is None else gram + part
+        lower = upper
+    restore = order.argsort()
+    return gram[restore][:, restore]
+
+
+def nt_xent_from_similarity(similarity):
+    """NT-Xent from the ``[2N, 2N]`` similarities of ``[view1; view2]``.
+
+    Row ``u`` and row ``u + N`` are a positive pair; the diagonal is excluded.
+    """
+    n = similarity.size(0) // 2
+    self_pair = torch.eye(2 * n, dtype=torch.bool, device=similarity.device)
+    logits = similarity.masked_fill(self_pair, -torch.inf)
+    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(logits.device)
+    return F.cross_entropy(logits, partner)
 
 
 def nt_xent(view1, view2, temperature=1.0, similarity="dot"):
@@ -40,14 +88,17 @@ def nt_xent(view1, view2, temperature=1.0, similarity="dot"):
     ``similarity`` is ``dot`` (the paper) or ``cos``; scores are divided by
     ``temperature``.
     """
-    if similarity not in SIMILARITIES:
-        raise ValueError(f"unknown similarity {similarity!r}; use {SIMILARITIES}")
-    n = view1.size(0)
     views = torch.cat([view1, view2], dim=0)  # [2N, D]
+    return nt_xent_from_similarity(
+        similarity_matrix(views @ views.t(), similarity) / temperature
+    )
+
+
+def similarity_matrix(gram, similarity):
+    """``dot``: the Gram matrix itself; ``cos``: divided by the norms from its diagonal."""
+    if similarity == "dot":
+        return gram
     if similarity == "cos":
-        views = F.normalize(views, dim=1)
-    logits = views @ views.t() / temperature  # [2N, 2N]
-    self_pair = torch.eye(2 * n, dtype=torch.bool, device=views.device)
-    logits = logits.masked_fill(self_pair, -torch.inf)
-    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(views.device)
-    return F.cross_entropy(logits, partner)
+        norms = gram.diagonal().clamp(min=1e-16).sqrt()
+        return gram / (norms[:, None] * norms[None, :])
+    raise ValueError(f"unknown similarity {similarity!r}; use {SIMILARITIES}")
