@@ -27,7 +27,7 @@ class ContrastiveLoss(NamedTuple):
 
 class CL4SRec(SASRec):
     r"""CL4SRec: Contrastive Learning for Sequential Recommendation (Xie et al., 2020,
-    arXiv:2010.14395), as the random-augmentation baseline of CoSeRec (Chen et al.,
+    arXiv:2010.14395), as the random-augmentation baseline of CoSeRec (Liu et al.,
     2021, arXiv:2108.06479).
 
     A SASRec encoder trained on ``L = L_rec + lambda * L_ssl`` (CoSeRec Eq. 15): every
@@ -49,6 +49,9 @@ class CL4SRec(SASRec):
         * Crop draws its window start uniformly over all ``n - c + 1`` starts and
           counts use ``ceil`` as in the paper (the authors' code uses ``int`` and never
           crops the window ending at the last item).
+        * No projection head: the authors' CoSeRec code defines one but never uses it.
+        * The defaults (crop 0.2, mask 0.7, reorder 0.2, ``cl_weight`` 0.1, temperature
+          1) are those of the CoSeRec and ICLRec authors' CL4SRec baselines.
     """
 
     loss_parts = ContrastiveLoss
