@@ -148,6 +148,8 @@ def test_one_epoch_through_the_run_script(tmp_path, model, train_mode):
         ),
         ("--augment_threshold=0", "augment_threshold must be an integer >= 1, got 0"),
         ("--cl_representation=sum", "cl_representation must be one of"),
+        ("--correlation_topk=0", "correlation_topk must be an integer >= 1, got 0"),
+        ("--cl_temperature=0", "cl_temperature must be > 0, got 0"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, option, message):

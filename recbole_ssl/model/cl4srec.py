@@ -90,6 +90,12 @@ class CL4SRec(SASRec):
             value = config[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{key} must be a number, got {value!r}")
+        for key, minimum in (("correlation_warm_up", 0), ("correlation_topk", 1)):
+            value = config[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(
+                    f"{key} must be an integer >= {minimum}, got {value!r}"
+                )
         if config["cl_weight"] < 0:
             raise ConfigError(f"cl_weight must be >= 0, got {config['cl_weight']!r}")
         if config["cl_temperature"] <= 0:
