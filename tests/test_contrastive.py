@@ -9,6 +9,7 @@ from conftest import DATA_DIR, free_port, run_script
 from recbole.utils import init_seed
 
 from recbole_ssl.config import Config
+from recbole_ssl.data.correlation import ItemCorrelation
 from recbole_ssl.model import CL4SRec, CoSeRec
 from recbole_ssl.quick_start import run
 from recbole_ssl.trainer import CoSeRecTrainer
@@ -205,3 +206,58 @@ def test_models_are_found_by_name():
         "short_augmentations"
     ] == ["substitute", "insert", "mask"]
     assert CoSeRec.__mro__[1] is CL4SRec
+
+
+class _FakeModel:
+    """What ContrastiveTrainer's correlation hooks use of a model."""
+
+    item_correlation = None
+
+    def set_item_correlation(self, correlation):
+        self.item_correlation = correlation
+
+
+def _correlation_rank(rank, port, results):
+    import logging
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from recbole_ssl.data.correlation import ItemCorrelation
+    from recbole_ssl.trainer.contrastive import ContrastiveTrainer
+
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
+    )
+    # each rank sees different interactions and different embeddings
+    users = [0, 0, 1, 1, 2, 2] if rank == 0 else [0, 0, 1, 1, 2, 2, 3, 3]
+    items = [1, 2, 2, 3, 4, 5] if rank == 0 else [1, 5, 2, 4, 3, 5, 1, 3]
+    trainer = SimpleNamespace(
+        config={"seed": 0, "local_rank": rank},
+        correlation_topk=1,
+        correlation_warm_up=0,
+        device=torch.device("cpu"),
+        logger=logging.getLogger("test"),
+        model=_FakeModel(),
+    )
+    own = ItemCorrelation.from_pairs(users, items, 6)
+    with mock.patch.object(ItemCorrelation, "from_dataset", return_value=own):
+        ContrastiveTrainer.build_item_correlation(trainer, dataset=None)
+    memory = trainer.model.item_correlation.neighbours.tolist()
+    trainer.model.item_weight = torch.randn(
+        6, 4, generator=torch.Generator().manual_seed(rank)
+    )
+    ContrastiveTrainer.refresh_item_correlation(trainer, epoch_idx=0)
+    results[rank] = (memory, trainer.model.item_correlation.neighbours.tolist())
+    torch.distributed.destroy_process_group()
+
+
+def test_every_rank_uses_rank_0s_correlation_tables():
+    results = torch.multiprocessing.Manager().dict()
+    torch.multiprocessing.spawn(
+        _correlation_rank, args=(free_port(), results), nprocs=2, join=True
+    )
+    assert results[0] == results[1]
+    rank0_memory = ItemCorrelation.from_pairs(
+        [0, 0, 1, 1, 2, 2], [1, 2, 2, 3, 4, 5], 6
+    ).neighbours.tolist()
+    assert results[0][0] == rank0_memory
