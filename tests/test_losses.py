@@ -7,6 +7,7 @@ import torch
 
 from recbole_ssl.model.losses import (
     concat_gram,
+    intent_nce,
     nt_xent,
     nt_xent_from_similarity,
     sequence_representation,
@@ -110,3 +111,41 @@ def test_nt_xent_from_a_gram_matrix_equals_nt_xent(similarity):
     assert from_gram.item() == pytest.approx(
         nt_xent(views[:3], views[3:], 0.5, similarity).item()
     )
+
+
+def reference_intent_nce(views, intents, intent_ids, temperature, fnm):
+    """Eq. 17 anchor by anchor."""
+    total = 0.0
+    n = len(views)
+    for u in range(n):
+        scores = [float(views[u] @ intents[v]) / temperature for v in range(n)]
+        keep = [
+            v for v in range(n) if v == u or not fnm or intent_ids[v] != intent_ids[u]
+        ]
+        denominator = sum(math.exp(scores[v]) for v in keep)
+        total += -math.log(math.exp(scores[u]) / denominator)
+    return total / n
+
+
+@pytest.mark.parametrize("fnm", [True, False])
+def test_intent_nce_equals_the_reference_loop(fnm):
+    generator = torch.Generator().manual_seed(0)
+    centroids = torch.randn(3, 4, generator=generator, dtype=torch.float64)
+    intent_ids = torch.tensor([0, 1, 0, 2, 1, 0])
+    views = torch.randn(6, 4, generator=generator, dtype=torch.float64)
+    loss = intent_nce(views, centroids[intent_ids], intent_ids if fnm else None, 0.5)
+    assert loss.item() == pytest.approx(
+        reference_intent_nce(views, centroids[intent_ids], intent_ids, 0.5, fnm)
+    )
+
+
+def test_fnm_drops_exactly_the_same_intent_negatives():
+    # anchor 0 shares intent 7 with row 2 only; all scores are 0 (orthogonal)
+    views = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    intents = torch.tensor([[0, 0, 0], [0, 0, 0], [0, 0, 0.0]])
+    intent_ids = torch.tensor([7, 8, 7])
+    with_fnm = intent_nce(views, intents, intent_ids)
+    # rows 0 and 2 keep 2 of 3 terms (log 2); row 1 keeps all 3 (log 3)
+    assert with_fnm.item() == pytest.approx((2 * math.log(2) + math.log(3)) / 3)
+    without = intent_nce(views, intents)
+    assert without.item() == pytest.approx(math.log(3))

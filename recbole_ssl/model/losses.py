@@ -102,3 +102,25 @@ def similarity_matrix(gram, similarity):
         norms = gram.diagonal().clamp(min=1e-16).sqrt()
         return gram / (norms[:, None] * norms[None, :])
     raise ValueError(f"unknown similarity {similarity!r}; use {SIMILARITIES}")
+
+
+def intent_nce(views, intents, intent_ids=None, temperature=1.0, similarity="dot"):
+    """Intent contrastive loss of ICLRec (Chen et al., WWW 2022, Eqs. 16-17).
+
+    ``views[u]`` ([N, H]) is contrasted with its sequence's intent centroid
+    ``intents[u]`` ([N, H]); the centroids of the other rows of the batch are the
+    negatives. With ``intent_ids`` ([N] cluster ids) False-Negative Mitigation (Eq. 17)
+    drops from each denominator the other rows that share the anchor's intent, whose
+    centroid is the anchor's own; the positive itself stays. Mean over the N anchors.
+    """
+    if similarity == "cos":
+        views, intents = F.normalize(views, dim=1), F.normalize(intents, dim=1)
+    elif similarity != "dot":
+        raise ValueError(f"unknown similarity {similarity!r}; use {SIMILARITIES}")
+    logits = views @ intents.t() / temperature  # [N, N]
+    if intent_ids is not None:
+        same = intent_ids[:, None] == intent_ids[None, :]
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, -torch.inf)
+    target = torch.arange(views.size(0), device=views.device)
+    return F.cross_entropy(logits, target)
