@@ -2,6 +2,7 @@
 
 from recbole_ssl.model.cl4srec import CL4SRec
 from recbole_ssl.model.coserec import CoSeRec
+from recbole_ssl.model.iclrec import ICLRec
 from recbole_ssl.model.sasrec import SASRec
 
-__all__ = ["CL4SRec", "CoSeRec", "SASRec"]
+__all__ = ["CL4SRec", "CoSeRec", "ICLRec", "SASRec"]

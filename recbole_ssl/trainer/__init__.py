@@ -4,6 +4,7 @@ from recbole_ssl.trainer.contrastive import (
     CL4SRecTrainer,
     ContrastiveTrainer,
     CoSeRecTrainer,
+    ICLRecTrainer,
 )
 from recbole_ssl.trainer.trainer import PluginTrainerMixin, Trainer, with_plugin_fixes
 
@@ -11,6 +12,7 @@ __all__ = [
     "CL4SRecTrainer",
     "CoSeRecTrainer",
     "ContrastiveTrainer",
+    "ICLRecTrainer",
     "PluginTrainerMixin",
     "Trainer",
     "with_plugin_fixes",

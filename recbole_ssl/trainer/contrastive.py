@@ -7,6 +7,8 @@ the first epoch, and refreshed at the start of every epoch from
 training every rank uses rank 0's tables.
 """
 
+import time
+
 from recbole_ssl.data.correlation import ItemCorrelation
 from recbole_ssl.trainer.trainer import Trainer
 from recbole_ssl.utils import broadcast_from_rank0
@@ -68,3 +70,68 @@ class CL4SRecTrainer(ContrastiveTrainer):
 
 class CoSeRecTrainer(ContrastiveTrainer):
     """CoSeRec's trainer: ItemCF-IUF before training, the hybrid after warm-up."""
+
+
+class ICLRecTrainer(ContrastiveTrainer):
+    """ICLRec's trainer: the E-step (intent clustering) at the start of an epoch.
+
+    From ``intent_warm_up`` on, every ``intent_frequency`` epochs, before the epoch's
+    batches, every user's training sequence is encoded once with the model in eval mode
+    and clustered (ICLRec Algorithm 1, lines 2-3); the model then returns to the mode
+    it was in. The M-step is the model's ``calculate_loss``.
+    """
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.intent_warm_up = config["intent_warm_up"]
+        self.intent_frequency = config["intent_frequency"]
+        self._intent_sequences = None
+
+    def intent_sequences(self, train_data):
+        """One sequence per user: its longest training prefix (cached)."""
+        if self._intent_sequences is None:
+            dataset = train_data._dataset
+            if self.config["train_mode"] != "sequence":
+                dataset = dataset.longest_prefix_rows(dataset)
+            feat = dataset.inter_feat
+            self._intent_sequences = (
+                feat[self.model.ITEM_SEQ],
+                feat[self.model.ITEM_SEQ_LEN],
+                feat[self.model.USER_ID],
+            )
+        return self._intent_sequences
+
+    def is_e_step_epoch(self, epoch_idx):
+        since = epoch_idx - self.intent_warm_up
+        return since >= 0 and since % self.intent_frequency == 0
+
+    def intent_e_step(self, train_data, epoch_idx):
+        """Cluster every user's sequence if ``epoch_idx`` is an E-step epoch."""
+        if not self.is_e_step_epoch(epoch_idx):
+            return False
+        was_training = self.model.training
+        self.model.eval()
+        start = time.perf_counter()
+        try:
+            item_seq, item_seq_len, users = self.intent_sequences(train_data)
+            self.model.intents.estimate(
+                self.model.intent_representation,
+                item_seq,
+                item_seq_len,
+                users,
+                self.config["eval_batch_size"],
+                self.device,
+            )
+        finally:
+            self.model.train(was_training)
+        self.logger.info(
+            f"epoch {epoch_idx}: E-step, {len(users)} sequences into "
+            f"{self.model.intents.k} intents in {time.perf_counter() - start:.2f}s"
+        )
+        return True
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self.intent_e_step(train_data, epoch_idx)
+        return super()._train_epoch(
+            train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress
+        )

@@ -1,0 +1,113 @@
+"""ICLRec: intent contrastive learning on top of CL4SRec's sequence-level SSL."""
+
+from typing import NamedTuple
+
+import torch
+
+from recbole_ssl.model.cl4srec import CL4SRec
+from recbole_ssl.model.intent import IntentPrototypes
+from recbole_ssl.model.losses import SIMILARITIES, sequence_representation
+from recbole_ssl.utils import ConfigError
+
+
+class ICLRecLoss(NamedTuple):
+    """The three parts of Eq. 18; RecBole's trainer sums them and logs each."""
+
+    rec_loss: torch.Tensor  # L_NextItem
+    cl_loss: torch.Tensor  # beta * L_SeqCL
+    icl_loss: torch.Tensor  # lambda * L_ICL
+
+
+class ICLRec(CL4SRec):
+    r"""ICLRec: Intent Contrastive Learning for Sequential Recommendation (Chen et al.,
+    WWW 2022, arXiv:2202.02519).
+
+    A SASRec encoder trained on ``L = L_NextItem + lambda * L_ICL + beta * L_SeqCL``
+    (Eq. 18). ``L_SeqCL`` is CL4SRec's NT-Xent between two random augmentations
+    (``cl_weight`` is beta). ``L_ICL`` (Eqs. 15-17) contrasts each view's mean
+    representation with the centroid of its user's intent, the batch's other centroids
+    as negatives, dropping those of the same intent (False-Negative Mitigation, ``fnm``).
+    The intents come from the E-step, a k-means over all training sequences that
+    :class:`recbole_ssl.trainer.ICLRecTrainer` runs at the start of each epoch
+    (:class:`recbole_ssl.model.intent.IntentPrototypes`). Prediction is SASRec's.
+
+    NOTE:
+        * The intent representation is the mean over real positions (Sec. 4.1.2); the
+          authors' code also averages the padding.
+        * A sequence's intent is its user's cluster from the E-step (Eq. 12); the
+          authors' code re-assigns the nearest centroid to the current batch output.
+        * FNM keys on the intent (cluster) ids; the authors' code keys it on the
+          validation item, a leak of the validation target into training.
+        * Both contrastive terms use ``cos`` with temperature 0.2 by default (the paper:
+          dot product, temperature 1); see CL4SRec's docstring for the measurement.
+        * Everything else of CL4SRec's NOTE applies (mask token, ``concat`` for SeqCL,
+          ``train_mode: sequence``).
+    """
+
+    loss_parts = ICLRecLoss
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.icl_weight = config["icl_weight"]
+        self.icl_temperature = config["icl_temperature"]
+        self.icl_similarity = config["icl_similarity"]
+        self.fnm = config["fnm"]
+        self.intents = IntentPrototypes(
+            dataset.user_num,
+            config["num_intent_clusters"],
+            seed=config["seed"],
+            niter=config["kmeans_iterations"],
+        )
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        for key, minimum in (
+            ("num_intent_clusters", 1),
+            ("kmeans_iterations", 1),
+            ("intent_warm_up", 0),
+            ("intent_frequency", 1),
+        ):
+            value = config[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(
+                    f"{key} must be an integer >= {minimum}, got {value!r}"
+                )
+        value = config["icl_weight"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"icl_weight must be a number >= 0, got {value!r}")
+        value = config["icl_temperature"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"icl_temperature must be a number > 0, got {value!r}")
+        if config["icl_similarity"] not in SIMILARITIES:
+            raise ConfigError(
+                f"icl_similarity must be one of {list(SIMILARITIES)}, "
+                f"got {config['icl_similarity']!r}"
+            )
+        if not isinstance(config["fnm"], bool):
+            raise ConfigError(f"fnm must be True or False, got {config['fnm']!r}")
+
+    def intent_representation(self, item_seq, item_seq_len):
+        """Mean over the real positions of the encoder outputs (Sec. 4.1.2).  # [B, H]"""
+        return sequence_representation(self.encode(item_seq), item_seq_len, "mean")
+
+    def calculate_loss(self, interaction):
+        item_seq = interaction[self.ITEM_SEQ]
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        batch = item_seq.size(0)
+        views, view_len = self.augment_views(item_seq, item_seq_len)
+        output = self.encode(torch.cat([item_seq, views]))  # [3B, L, H]
+        rec_loss = self.next_item_loss(output[:batch], interaction, self.item_weight)
+        view_output = output[batch:]
+        cl_loss = self.contrastive_loss(view_output, view_len)
+        icl_loss = rec_loss.new_zeros(())
+        if self.intents.ready:
+            user_ids = interaction[self.USER_ID]
+            vectors = sequence_representation(view_output, view_len, "mean")
+            for view in vectors.chunk(2):  # Eq. 15: each view against the intents
+                icl_loss = icl_loss + self.intents.loss(
+                    view, user_ids, self.fnm, self.icl_temperature, self.icl_similarity
+                )
+        return ICLRecLoss(
+            rec_loss, self.cl_weight * cl_loss, self.icl_weight * icl_loss
+        )
