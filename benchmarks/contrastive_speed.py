@@ -19,6 +19,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import torch  # noqa: E402
+from bench_timing import time_epochs  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
 from recbole_ssl import utils  # noqa: E402
@@ -51,16 +52,8 @@ def measure(model_name, dataset_name, epochs, extra):
         start = time.perf_counter()
         trainer.intent_e_step(train_data, trainer.intent_warm_up)
         extra_s["E-step"] = time.perf_counter() - start
-    times = []
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        trainer._train_epoch(train_data, epoch)
-        times.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    trainer.evaluate(valid_data, load_best_model=False)
-    eval_s = time.perf_counter() - start
-    trainer.tensorboard.close()
-    return sum(times) / len(times), eval_s, extra_s
+    epoch_s, eval_s = time_epochs(trainer, train_data, valid_data, epochs)
+    return epoch_s, eval_s, extra_s
 
 
 def main():

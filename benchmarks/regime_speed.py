@@ -18,12 +18,12 @@ import argparse
 import os
 import platform
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import recbole.data  # noqa: E402
 import torch  # noqa: E402
+from bench_timing import time_epochs  # noqa: E402
 from recbole.model.sequential_recommender import SASRec as RecBoleSASRec  # noqa: E402
 from recbole.trainer import Trainer as RecBoleTrainer  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
@@ -55,15 +55,8 @@ def measure(setup, dataset_name, epochs, extra):
     )
     model = model_class(config, train_data._dataset).to(config["device"])
     trainer = trainer_class(config, model)
-    times = []
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        trainer._train_epoch(train_data, epoch)
-        times.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    trainer.evaluate(valid_data, load_best_model=False)
-    eval_time = time.perf_counter() - start
-    return len(train_data._dataset), sum(times) / len(times), eval_time
+    epoch_s, eval_s = time_epochs(trainer, train_data, valid_data, epochs)
+    return len(train_data._dataset), epoch_s, eval_s
 
 
 def main():

@@ -143,14 +143,20 @@ class CL4SRec(SASRec):
         similarity = similarity_matrix(gram, self.cl_similarity)
         return nt_xent_from_similarity(similarity / self.cl_temperature)
 
-    def calculate_loss(self, interaction):
+    def encode_with_views(self, interaction):
+        """The batch's sequences and two augmented views of each, in one encoder pass.
+
+        Returns ``(seq_output [B, L, H], view_output [2B, L, H], view_len [2B])``.
+        """
         item_seq = interaction[self.ITEM_SEQ]
-        item_seq_len = interaction[self.ITEM_SEQ_LEN]
-        batch = item_seq.size(0)
-        views, view_len = self.augment_views(item_seq, item_seq_len)
+        views, view_len = self.augment_views(item_seq, interaction[self.ITEM_SEQ_LEN])
         output = self.encode(torch.cat([item_seq, views]))  # [3B, L, H]
-        rec_loss = self.next_item_loss(output[:batch], interaction, self.item_weight)
-        cl_loss = self.contrastive_loss(output[batch:], view_len)
+        return output[: item_seq.size(0)], output[item_seq.size(0) :], view_len
+
+    def calculate_loss(self, interaction):
+        seq_output, view_output, view_len = self.encode_with_views(interaction)
+        rec_loss = self.next_item_loss(seq_output, interaction, self.item_weight)
+        cl_loss = self.contrastive_loss(view_output, view_len)
         return ContrastiveLoss(rec_loss, self.cl_weight * cl_loss)
 
     def full_sort_predict(self, interaction):

@@ -92,13 +92,8 @@ class ICLRec(CL4SRec):
         return sequence_representation(self.encode(item_seq), item_seq_len, "mean")
 
     def calculate_loss(self, interaction):
-        item_seq = interaction[self.ITEM_SEQ]
-        item_seq_len = interaction[self.ITEM_SEQ_LEN]
-        batch = item_seq.size(0)
-        views, view_len = self.augment_views(item_seq, item_seq_len)
-        output = self.encode(torch.cat([item_seq, views]))  # [3B, L, H]
-        rec_loss = self.next_item_loss(output[:batch], interaction, self.item_weight)
-        view_output = output[batch:]
+        seq_output, view_output, view_len = self.encode_with_views(interaction)
+        rec_loss = self.next_item_loss(seq_output, interaction, self.item_weight)
         cl_loss = self.contrastive_loss(view_output, view_len)
         icl_loss = rec_loss.new_zeros(())
         if self.intents.ready:
