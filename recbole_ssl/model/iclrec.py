@@ -37,7 +37,12 @@ class ICLRec(CL4SRec):
         * A sequence's intent is its user's cluster from the E-step (Eq. 12); the
           authors' code re-assigns the nearest centroid to the current batch output.
         * FNM keys on the intent (cluster) ids; the authors' code keys it on the
-          validation item, a leak of the validation target into training.
+          validation item, a leak of the validation target into training. The
+          positive stays in the denominator (standard InfoNCE); only the other rows of
+          the same intent, whose centroid equals the positive, are dropped.
+        * In the ``prefix`` regime the E-step clusters one sequence per user (its
+          longest training prefix), as in ``sequence``; every row of a user then uses
+          that user's intent.
         * Both contrastive terms use ``cos`` with temperature 0.2 by default (the paper:
           dot product, temperature 1); see CL4SRec's docstring for the measurement.
         * Everything else of CL4SRec's NOTE applies (mask token, ``concat`` for SeqCL,
