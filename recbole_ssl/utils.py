@@ -30,6 +30,33 @@ class ConfigError(RecBoleSSLError):
     """A config key has a value the plugin or RecBole cannot use."""
 
 
+def check_integer(key, value, minimum):
+    """Raise a :class:`ConfigError` naming ``key`` unless ``value`` is an int >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_number(key, value, low, high=None, low_open=False):
+    """Raise a :class:`ConfigError` naming ``key`` unless ``value`` is a real number
+    ``>= low`` (``> low`` with ``low_open``) and, if given, ``<= high``."""
+    valid = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if valid:
+        valid = value > low if low_open else value >= low
+        valid = valid and (high is None or value <= high)
+    if not valid:
+        if high is not None:
+            bound = f"in [{low}, {high}]"
+        else:
+            bound = f"{'>' if low_open else '>='} {low}"
+        raise ConfigError(f"{key} must be a number {bound}, got {value!r}")
+
+
+def check_choice(key, value, allowed):
+    """Raise a :class:`ConfigError` naming ``key`` unless ``value`` is in ``allowed``."""
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
+
+
 class ModelNotFoundError(RecBoleSSLError):
     """No plugin or RecBole model has the requested name."""
 
@@ -147,15 +174,48 @@ def data_preparation(config, dataset):
     return train_data, history_masked(valid_data), history_masked(test_data)
 
 
+def process_group():
+    """``(rank, world_size, device for collectives)`` in a distributed run, else None.
+
+    NCCL exchanges CUDA tensors, gloo CPU ones.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    return dist.get_rank(), dist.get_world_size(), device
+
+
 def broadcast_from_rank0(tensor):
     """``tensor`` as rank 0 has it, in a distributed run; ``tensor`` itself otherwise.
 
     For what one rank computes for all (item correlations, cluster centroids), so no
-    rank silently uses its own copy. NCCL broadcasts CUDA tensors, gloo CPU ones.
+    rank silently uses its own copy.
     """
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    group = process_group()
+    if group is None:
         return tensor
-    device = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
-    shared = tensor.detach().to(device).contiguous()
+    shared = tensor.detach().to(group[2]).contiguous()
     torch.distributed.broadcast(shared, src=0)
     return shared.to(tensor.device)
+
+
+def gather_from_all_ranks(tensor):
+    """Every rank's ``tensor`` concatenated along dim 0 in rank order (``tensor`` itself
+    if not distributed). Ranks may hold different numbers of rows."""
+    group = process_group()
+    if group is None:
+        return tensor
+    dist, device = torch.distributed, group[2]
+    local = tensor.detach().to(device).contiguous()
+    sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(group[1])]
+    dist.all_gather(sizes, torch.tensor([local.size(0)], device=device))
+    largest = int(max(size.item() for size in sizes))
+    padded = local.new_zeros(largest, *local.shape[1:])
+    padded[: local.size(0)] = local
+    gathered = [torch.zeros_like(padded) for _ in sizes]
+    dist.all_gather(gathered, padded)
+    parts = [
+        part[: int(size.item())] for part, size in zip(gathered, sizes, strict=True)
+    ]
+    return torch.cat(parts).to(tensor.device)

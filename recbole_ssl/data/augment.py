@@ -22,7 +22,7 @@ correlated items come from a :class:`recbole_ssl.data.correlation.ItemCorrelatio
 
 import torch
 
-from recbole_ssl.utils import ConfigError
+from recbole_ssl.utils import ConfigError, check_integer, check_number
 
 OPERATORS = ("crop", "mask", "reorder", "substitute", "insert")
 CORRELATED_OPERATORS = ("substitute", "insert")
@@ -164,24 +164,14 @@ class SequenceAugmenter:
             "insert": insert_ratio,
         }
         for name, ratio in self.ratios.items():
-            if not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
-                raise ConfigError(
-                    f"{name}_ratio must be a number in [0, 1], got {ratio!r}"
-                )
+            check_number(f"{name}_ratio", ratio, 0, high=1)
         self.short_operators = self._check_operators(
             "short_augmentations", short_operators
         )
         self.long_operators = self._check_operators(
             "long_augmentations", long_operators
         )
-        if (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int)
-            or threshold < 1
-        ):
-            raise ConfigError(
-                f"augment_threshold must be an integer >= 1, got {threshold!r}"
-            )
+        check_integer("augment_threshold", threshold, 1)
         self.threshold = threshold
         self.mask_token = mask_token
         self.correlation = correlation

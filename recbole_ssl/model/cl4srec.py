@@ -15,7 +15,7 @@ from recbole_ssl.model.losses import (
     similarity_matrix,
 )
 from recbole_ssl.model.sasrec import SASRec
-from recbole_ssl.utils import ConfigError
+from recbole_ssl.utils import check_choice, check_integer, check_number
 
 
 class ContrastiveLoss(NamedTuple):
@@ -86,31 +86,12 @@ class CL4SRec(SASRec):
     def check_config(cls, config):
         """Clear errors for bad contrastive settings, before any data is loaded."""
         SequenceAugmenter.from_config(config, mask_token=0)  # ratios, operators, K
-        checks = {
-            "cl_representation": (config["cl_representation"], REPRESENTATIONS),
-            "cl_similarity": (config["cl_similarity"], SIMILARITIES),
-        }
-        for key, (value, allowed) in checks.items():
-            if value not in allowed:
-                raise ConfigError(
-                    f"{key} must be one of {list(allowed)}, got {value!r}"
-                )
-        for key in ("cl_weight", "cl_temperature"):
-            value = config[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{key} must be a number, got {value!r}")
-        for key, minimum in (("correlation_warm_up", 0), ("correlation_topk", 1)):
-            value = config[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(
-                    f"{key} must be an integer >= {minimum}, got {value!r}"
-                )
-        if config["cl_weight"] < 0:
-            raise ConfigError(f"cl_weight must be >= 0, got {config['cl_weight']!r}")
-        if config["cl_temperature"] <= 0:
-            raise ConfigError(
-                f"cl_temperature must be > 0, got {config['cl_temperature']!r}"
-            )
+        check_choice("cl_representation", config["cl_representation"], REPRESENTATIONS)
+        check_choice("cl_similarity", config["cl_similarity"], SIMILARITIES)
+        check_number("cl_weight", config["cl_weight"], 0)
+        check_number("cl_temperature", config["cl_temperature"], 0, low_open=True)
+        check_integer("correlation_warm_up", config["correlation_warm_up"], 0)
+        check_integer("correlation_topk", config["correlation_topk"], 1)
 
     @property
     def needs_item_correlation(self):

@@ -13,7 +13,12 @@ import faiss
 import numpy as np
 import torch
 
-from recbole_ssl.utils import RecBoleSSLError, broadcast_from_rank0
+from recbole_ssl.utils import (
+    RecBoleSSLError,
+    broadcast_from_rank0,
+    gather_from_all_ranks,
+    process_group,
+)
 
 
 class ClusteringError(RecBoleSSLError):
@@ -78,30 +83,6 @@ def kmeans(vectors, k, seed=0, niter=20, key="num_intent_clusters"):
     return centroids, torch.from_numpy(assignment[:, 0]).long().to(vectors.device)
 
 
-def gather_from_all_ranks(vectors):
-    """Every rank's ``vectors`` concatenated in rank order (``vectors`` alone if not
-    distributed). Ranks may hold different numbers of rows."""
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()):
-        return vectors
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    local = vectors.detach().to(device).contiguous()
-    sizes = [
-        torch.zeros(1, dtype=torch.long, device=device)
-        for _ in range(dist.get_world_size())
-    ]
-    dist.all_gather(sizes, torch.tensor([local.size(0)], device=device))
-    largest = int(max(size.item() for size in sizes))
-    padded = local.new_zeros(largest, *local.shape[1:])
-    padded[: local.size(0)] = local
-    gathered = [torch.zeros_like(padded) for _ in sizes]
-    dist.all_gather(gathered, padded)
-    parts = [
-        part[: int(size.item())] for part, size in zip(gathered, sizes, strict=True)
-    ]
-    return torch.cat(parts).to(vectors.device)
-
-
 def distributed_kmeans(vectors, k, seed=0, niter=20, key="num_intent_clusters"):
     """:func:`kmeans` over the vectors of all ranks, run once and shared.
 
@@ -109,8 +90,8 @@ def distributed_kmeans(vectors, k, seed=0, niter=20, key="num_intent_clusters"):
     assignments in the order of :func:`gather_from_all_ranks`.
     """
     everything = gather_from_all_ranks(vectors)
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+    group = process_group()
+    if group is not None and group[0] != 0:
         _check_k(k, everything.size(0), key)  # every rank fails alike
         centroids = everything.new_zeros(k, everything.size(1), dtype=torch.float)
         assignments = torch.zeros(everything.size(0), dtype=torch.long)

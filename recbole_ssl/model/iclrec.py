@@ -7,7 +7,12 @@ import torch
 from recbole_ssl.model.cl4srec import CL4SRec
 from recbole_ssl.model.intent import IntentPrototypes
 from recbole_ssl.model.losses import SIMILARITIES, sequence_representation
-from recbole_ssl.utils import ConfigError
+from recbole_ssl.utils import (
+    ConfigError,
+    check_choice,
+    check_integer,
+    check_number,
+)
 
 
 class ICLRecLoss(NamedTuple):
@@ -67,28 +72,13 @@ class ICLRec(CL4SRec):
     @classmethod
     def check_config(cls, config):
         super().check_config(config)
-        for key, minimum in (
-            ("num_intent_clusters", 1),
-            ("kmeans_iterations", 1),
-            ("intent_warm_up", 0),
-            ("intent_frequency", 1),
-        ):
-            value = config[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(
-                    f"{key} must be an integer >= {minimum}, got {value!r}"
-                )
-        value = config["icl_weight"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"icl_weight must be a number >= 0, got {value!r}")
-        value = config["icl_temperature"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"icl_temperature must be a number > 0, got {value!r}")
-        if config["icl_similarity"] not in SIMILARITIES:
-            raise ConfigError(
-                f"icl_similarity must be one of {list(SIMILARITIES)}, "
-                f"got {config['icl_similarity']!r}"
-            )
+        check_integer("num_intent_clusters", config["num_intent_clusters"], 1)
+        check_integer("kmeans_iterations", config["kmeans_iterations"], 1)
+        check_integer("intent_warm_up", config["intent_warm_up"], 0)
+        check_integer("intent_frequency", config["intent_frequency"], 1)
+        check_number("icl_weight", config["icl_weight"], 0)
+        check_number("icl_temperature", config["icl_temperature"], 0, low_open=True)
+        check_choice("icl_similarity", config["icl_similarity"], SIMILARITIES)
         if not isinstance(config["fnm"], bool):
             raise ConfigError(f"fnm must be True or False, got {config['fnm']!r}")
 

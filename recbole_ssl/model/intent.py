@@ -13,8 +13,9 @@ an epoch (see :class:`recbole_ssl.trainer.ICLRecTrainer`).
 
 import torch
 
-from recbole_ssl.model.clustering import distributed_kmeans, gather_from_all_ranks
+from recbole_ssl.model.clustering import distributed_kmeans
 from recbole_ssl.model.losses import intent_nce
+from recbole_ssl.utils import gather_from_all_ranks, process_group
 
 
 class IntentPrototypes:
@@ -39,10 +40,7 @@ class IntentPrototypes:
         sequences (one per user). In a distributed run each rank encodes its share and
         k-means sees all of them once, on rank 0; every rank ends with rank 0's result.
         """
-        dist = torch.distributed
-        rank, world = 0, 1
-        if dist.is_available() and dist.is_initialized():
-            rank, world = dist.get_rank(), dist.get_world_size()
+        rank, world, _ = process_group() or (0, 1, None)
         mine = torch.arange(rank, len(user_ids), world)
         vectors = [
             encode(item_seq[rows].to(device), item_seq_len[rows].to(device))
@@ -57,7 +55,6 @@ class IntentPrototypes:
         self.centroids = centroids.to(device)
         self.user_intents = self.user_intents.to(device)
         self.user_intents[users] = assignment.to(device)
-        return assignment
 
     def loss(self, views, user_ids, fnm=True, temperature=1.0, similarity="dot"):
         """Eq. 16 (Eq. 17 with ``fnm``) for one batch of view vectors ``[N, H]``."""

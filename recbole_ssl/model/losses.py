@@ -3,6 +3,8 @@
 import torch
 import torch.nn.functional as F
 
+from recbole_ssl.model.layers import length_bands
+
 REPRESENTATIONS = ("concat", "mean", "last")
 SIMILARITIES = ("dot", "cos")
 
@@ -40,7 +42,7 @@ def recency_aligned(output, lengths):
     return aligned * (positions < lengths[:, None])[..., None]
 
 
-def concat_gram(output, lengths, widths=(8, 16, 32)):
+def concat_gram(output, lengths):
     """Dot products of the ``concat`` representations of all rows.  # [B, B]
 
     Equal to ``rep @ rep.t()`` with ``rep = sequence_representation(output, lengths,
@@ -53,7 +55,7 @@ def concat_gram(output, lengths, widths=(8, 16, 32)):
     sorted_lengths = lengths[order]
     gram = None
     lower = 0
-    for upper in [w for w in widths if w < width] + [width]:
+    for upper in length_bands(width):
         rows = int((sorted_lengths > lower).sum())  # a prefix of the sorted rows
         if rows:
             slots = torch.arange(lower, upper, device=output.device)  # [S]

@@ -3,16 +3,7 @@
 from recbole.model.sequential_recommender import SASRec as RecBoleSASRec
 
 from recbole_ssl.model.abstract_recommender import SequentialSSLRecommender
-
-
-def encode_widths(max_width, smallest=8):
-    """The widths rows are grouped into: 8, 16, 32, ... and ``max_width`` last."""
-    widths = []
-    width = smallest
-    while width < max_width:
-        widths.append(width)
-        width *= 2
-    return [*widths, max_width]
+from recbole_ssl.model.layers import length_bands
 
 
 class SASRec(SequentialSSLRecommender, RecBoleSASRec):
@@ -40,7 +31,7 @@ class SASRec(SequentialSSLRecommender, RecBoleSASRec):
         width = item_seq.size(1)
         output = None
         lower = 0
-        for upper in encode_widths(width):
+        for upper in length_bands(width):
             rows = ((lengths > lower) & (lengths <= upper)).nonzero(as_tuple=True)[0]
             lower = upper
             if rows.numel() == 0:
