@@ -51,3 +51,36 @@ def run_script(script, *args, cwd):
         text=True,
         timeout=300,
     )
+
+
+def _rank_entry(rank, port, target, results):
+    import torch
+
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
+    )
+    try:
+        results[rank] = target(rank)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def on_two_ranks(target):
+    """Run ``target(rank)`` (a module-level function) in two gloo processes; return
+    ``{rank: what it returned}``."""
+    import torch
+
+    results = torch.multiprocessing.Manager().dict()
+    torch.multiprocessing.spawn(
+        _rank_entry, args=(free_port(), target, results), nprocs=2, join=True
+    )
+    return dict(results)
+
+
+def logged_test_result(stderr):
+    """``{metric: value}`` from the last "test result" line of a run's log."""
+    import re
+
+    line = [row for row in stderr.splitlines() if "test result" in row][-1]
+    pairs = re.findall(r"'((?:hit|ndcg)@\d+)'[,:] ([0-9.e-]+)", line)
+    return {metric: float(value) for metric, value in pairs}

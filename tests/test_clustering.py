@@ -2,14 +2,14 @@
 
 import pytest
 import torch
-from conftest import free_port
+from conftest import on_two_ranks
 
 from recbole_ssl.model.clustering import (
     ClusteringError,
     distributed_kmeans,
-    gather_from_all_ranks,
     kmeans,
 )
+from recbole_ssl.utils import gather_from_all_ranks
 
 
 def blobs(n_per=50, seed=0):
@@ -50,21 +50,16 @@ def test_too_many_clusters_fail_naming_the_key(k):
         kmeans(points, k)
 
 
-def _rank(rank, port, results):
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
-    )
+def _shard_and_cluster(rank):
     points, _ = blobs()
     mine = points[:120] if rank == 0 else points[120:]  # unequal shards
     gathered = gather_from_all_ranks(mine)
     centroids, assignment = distributed_kmeans(mine, 4, seed=1)
-    results[rank] = (gathered.tolist(), centroids.tolist(), assignment.tolist())
-    torch.distributed.destroy_process_group()
+    return gathered.tolist(), centroids.tolist(), assignment.tolist()
 
 
 def test_distributed_kmeans_sees_every_vector_and_agrees_across_ranks():
-    results = torch.multiprocessing.Manager().dict()
-    torch.multiprocessing.spawn(_rank, args=(free_port(), results), nprocs=2, join=True)
+    results = on_two_ranks(_shard_and_cluster)
     points, _ = blobs()
     assert results[0] == results[1]
     gathered, centroids, assignment = results[0]

@@ -1,10 +1,9 @@
 """RecBole's distributed mode on the CPU: two processes with gloo."""
 
 import math
-import re
 
 import pytest
-from conftest import DATA_DIR, free_port, run_script
+from conftest import DATA_DIR, free_port, logged_test_result, run_script
 
 from recbole_ssl.quick_start import run
 
@@ -38,6 +37,6 @@ def test_cli_nproc_2(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     # rank 0 logs the test result; the metrics of both ranks' shards are reduced
-    test_line = [line for line in out.stderr.splitlines() if "test result" in line][-1]
-    values = [float(v) for v in re.findall(r"'ndcg@\d+'[,:] ([0-9.e-]+)", test_line)]
+    result = logged_test_result(out.stderr)
+    values = [value for metric, value in result.items() if metric.startswith("ndcg")]
     assert len(values) == 3 and all(math.isfinite(v) for v in values)

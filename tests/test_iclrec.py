@@ -1,11 +1,16 @@
 """ICLRec: the E-step hook, the ICL term, runs, distributed intents, bad config."""
 
 import math
-import re
 
 import pytest
 import torch
-from conftest import DATA_DIR, free_port, run_script
+from conftest import (
+    DATA_DIR,
+    free_port,
+    logged_test_result,
+    on_two_ranks,
+    run_script,
+)
 from recbole.utils import init_seed
 
 from recbole_ssl.config import Config
@@ -97,8 +102,7 @@ def test_one_epoch_through_the_run_script(tmp_path, train_mode):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "epoch 0: E-step, 289 sequences into 256 intents" in out.stderr
-    line = [row for row in out.stderr.splitlines() if "test result" in row][-1]
-    values = [float(v) for v in re.findall(r"'(?:hit|ndcg)@\d+'[,:] ([0-9.e-]+)", line)]
+    values = list(logged_test_result(out.stderr).values())
     assert len(values) == 6 and all(math.isfinite(v) for v in values)
 
 
@@ -134,32 +138,11 @@ def separated_table():
     return torch.eye(5, 4).mul(30).repeat_interleave(8, 0) + noise
 
 
-def _e_step_rank(rank, port, results):
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
-    )
+def estimate_separated_intents():
+    """An E-step over ``separated_table()``: 40 users (ids 1-40), 5 intents."""
     table = separated_table()
     intents = IntentPrototypes(n_users=41, k=5, seed=3)
-    item_seq = torch.arange(40)[:, None]
-    users = torch.arange(1, 41)
-
-    def encode(seq, _):
-        return table[seq[:, 0]]
-
-    intents.estimate(encode, item_seq, torch.ones(40), users, 7, torch.device("cpu"))
-    results[rank] = (intents.centroids.tolist(), intents.user_intents.tolist())
-    torch.distributed.destroy_process_group()
-
-
-def test_distributed_e_step_agrees_with_one_process():
-    results = torch.multiprocessing.Manager().dict()
-    torch.multiprocessing.spawn(
-        _e_step_rank, args=(free_port(), results), nprocs=2, join=True
-    )
-    assert results[0] == results[1]
-    table = separated_table()
-    alone = IntentPrototypes(n_users=41, k=5, seed=3)
-    alone.estimate(
+    intents.estimate(
         lambda seq, _: table[seq[:, 0]],
         torch.arange(40)[:, None],
         torch.ones(40),
@@ -167,6 +150,18 @@ def test_distributed_e_step_agrees_with_one_process():
         7,
         torch.device("cpu"),
     )
+    return intents
+
+
+def _e_step_rank(rank):
+    intents = estimate_separated_intents()
+    return intents.centroids.tolist(), intents.user_intents.tolist()
+
+
+def test_distributed_e_step_agrees_with_one_process():
+    results = on_two_ranks(_e_step_rank)
+    assert results[0] == results[1]
+    alone = estimate_separated_intents()
     # the ranks gather the users in another order; per user the intents must agree
     # up to the cluster numbering, and the centroids as a set
     centroids = torch.tensor(results[0][0])
