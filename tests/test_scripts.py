@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 from conftest import DATA_DIR, REPO_DIR, run_script
 
 
@@ -74,3 +75,22 @@ def test_contrastive_speed_benchmark_runs(tmp_path):
     assert "CoSeRec ItemCF-IUF table:" in out.stdout
     assert "CoSeRec hybrid refresh:" in out.stdout
     assert re.search(r"ICLRec E-step: [0-9.]+ s \([0-9.]+% of its epoch\)", out.stdout)
+
+
+def test_contrastive_gradients_benchmark_runs(tmp_path):
+    out = run_script(
+        "benchmarks/contrastive_gradients.py",
+        "--dataset=tiny",
+        f"--data_path={DATA_DIR}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line.split() for line in out.stdout.splitlines()[2:]]
+    assert [row[:3] for row in rows][:2] == [
+        ["concat", "dot", "1"],
+        ["mean", "dot", "1"],
+    ]
+    assert len(rows) == 6
+    for row in rows:
+        rec, cl, ratio = float(row[3]), float(row[4]), float(row[5].rstrip("x"))
+        assert rec > 0 and cl > 0 and ratio == pytest.approx(cl / rec, rel=0.01)

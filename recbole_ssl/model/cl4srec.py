@@ -54,11 +54,12 @@ class CL4SRec(SASRec):
           0.1 are those of the CoSeRec and ICLRec authors' CL4SRec baselines.
         * Similarity: ``cos`` with temperature 0.2 by default, where the papers use the
           dot product with temperature 1. With the CE next-item loss, the dot product
-          of 50 x 64 concatenated outputs gives the contrastive term about 100 times
-          the gradient of the next-item term at initialisation (measured on the encoder
-          parameters; 35 times with ``last``), and on Beauty it held the next-item
-          loss near its uniform level for many epochs (validation NDCG@20 0.036 after
-          18 epochs, where SASRec reaches it after 4; results/amazon-beauty.md).
+          of 50 x 64 concatenated outputs gives the contrastive term 65 times the
+          gradient of the next-item term on the encoder at initialisation on Beauty
+          (32 times with ``last``; benchmarks/contrastive_gradients.py), and it held the
+          next-item loss near its uniform level for many epochs (validation NDCG@20
+          0.036 after 18 epochs, where SASRec reaches it after 4;
+          results/amazon-beauty.md).
           Cosine with 0.2 puts both terms on the same scale. ``cl_similarity: dot``
           and ``cl_temperature: 1.0`` restore the papers' setting.
     """
