@@ -200,6 +200,16 @@ def broadcast_from_rank0(tensor):
     return shared.to(tensor.device)
 
 
+def broadcast_object(value):
+    """A picklable ``value`` as rank 0 has it, in a distributed run (e.g. a file name
+    holding the local time, on which ranks may disagree by a second)."""
+    if process_group() is None:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def gather_from_all_ranks(tensor):
     """Every rank's ``tensor`` concatenated along dim 0 in rank order (``tensor`` itself
     if not distributed). Ranks may hold different numbers of rows."""

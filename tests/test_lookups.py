@@ -3,13 +3,13 @@
 import pytest
 from recbole.model.sequential_recommender import GRU4Rec
 from recbole.model.sequential_recommender import SASRec as RecBoleSASRec
-from recbole.trainer import S3RecTrainer as RecBoleS3RecTrainer
+from recbole.trainer import KGATTrainer as RecBoleKGATTrainer
 from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import ModelType
 
 from recbole_ssl.config import Config
 from recbole_ssl.model import SASRec
-from recbole_ssl.trainer import PluginTrainerMixin, Trainer
+from recbole_ssl.trainer import PluginTrainerMixin, S3RecTrainer, Trainer
 from recbole_ssl.utils import (
     DatasetNotFoundError,
     ModelNotFoundError,
@@ -37,10 +37,10 @@ def test_get_trainer_gives_plugin_fixes_to_every_trainer():
     assert get_trainer(ModelType.SEQUENTIAL, "SASRec") is Trainer
     core = get_trainer(ModelType.SEQUENTIAL, "GRU4Rec")
     assert issubclass(core, PluginTrainerMixin) and issubclass(core, RecBoleTrainer)
-    s3rec = get_trainer(ModelType.SEQUENTIAL, "S3Rec")
-    assert issubclass(s3rec, RecBoleS3RecTrainer) and issubclass(
-        s3rec, PluginTrainerMixin
-    )
+    kgat = get_trainer(ModelType.KNOWLEDGE, "KGAT")  # a core model's own trainer
+    assert issubclass(kgat, RecBoleKGATTrainer) and issubclass(kgat, PluginTrainerMixin)
+    # a plugin trainer of a name RecBole also has wins
+    assert get_trainer(ModelType.SEQUENTIAL, "S3Rec") is S3RecTrainer
 
 
 def test_missing_dataset_fails_fast_naming_folders(tmp_path, monkeypatch):

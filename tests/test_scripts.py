@@ -94,3 +94,24 @@ def test_contrastive_gradients_benchmark_runs(tmp_path):
     for row in rows:
         rec, cl, ratio = float(row[3]), float(row[4]), float(row[5].rstrip("x"))
         assert rec > 0 and cl > 0 and ratio == pytest.approx(cl / rec, rel=0.01)
+
+
+def test_s3rec_speed_benchmark_runs(tmp_path):
+    out = run_script(
+        "benchmarks/s3rec_speed.py",
+        "--dataset=tiny",
+        f"--data_path={DATA_DIR}",
+        "--batches=2",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {
+        " ".join(cells[:2]): cells
+        for cells in map(str.split, out.stdout.splitlines())
+        if len(cells) == 5
+    }
+    assert set(rows) == {"RecBole core", "plugin sequence", "plugin prefix"}
+    assert int(rows["plugin prefix"][2]) == int(rows["RecBole core"][2]) > 289
+    assert int(rows["plugin sequence"][2]) == 289
+    assert re.search(r"RecBole core / plugin sequence per epoch: [0-9.]+x", out.stdout)
+    assert re.search(r"S3Rec finetune / SASRec per epoch: [0-9.]+x", out.stdout)

@@ -3,6 +3,7 @@
 from recbole_ssl.model.cl4srec import CL4SRec
 from recbole_ssl.model.coserec import CoSeRec
 from recbole_ssl.model.iclrec import ICLRec
+from recbole_ssl.model.s3rec import S3Rec
 from recbole_ssl.model.sasrec import SASRec
 
-__all__ = ["CL4SRec", "CoSeRec", "ICLRec", "SASRec"]
+__all__ = ["CL4SRec", "CoSeRec", "ICLRec", "S3Rec", "SASRec"]

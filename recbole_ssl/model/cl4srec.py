@@ -3,7 +3,6 @@
 from typing import NamedTuple
 
 import torch
-from torch import nn
 
 from recbole_ssl.data.augment import SequenceAugmenter
 from recbole_ssl.model.losses import (
@@ -74,12 +73,7 @@ class CL4SRec(SASRec):
         self.cl_similarity = config["cl_similarity"]
         self.cl_representation = config["cl_representation"]
 
-        # one extra row: the mask token, id n_items
-        self.mask_token = self.n_items
-        self.item_embedding = nn.Embedding(
-            self.n_items + 1, self.hidden_size, padding_idx=0
-        )
-        self.item_embedding.apply(self._init_weights)
+        self.add_mask_token()  # one extra item row, id n_items
         self.augmenter = SequenceAugmenter.from_config(config, self.mask_token)
         self.item_correlation = None  # set by the trainer when an operator needs it
 
@@ -103,11 +97,6 @@ class CL4SRec(SASRec):
         """Attach the :class:`ItemCorrelation` that ``substitute`` and ``insert`` use."""
         self.item_correlation = correlation
         self.augmenter.set_correlation(correlation)
-
-    @property
-    def item_weight(self):
-        """The embeddings of the real items (and padding), without the mask token."""
-        return self.item_embedding.weight[: self.n_items]
 
     def augment_views(self, item_seq, item_seq_len):
         """Two augmented views of every sequence: ``(views [2B, L], lengths [2B])``."""
@@ -140,9 +129,3 @@ class CL4SRec(SASRec):
         rec_loss = self.next_item_loss(seq_output, interaction, self.item_weight)
         cl_loss = self.contrastive_loss(view_output, view_len)
         return ContrastiveLoss(rec_loss, self.cl_weight * cl_loss)
-
-    def full_sort_predict(self, interaction):
-        seq_output = self.forward(
-            interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
-        )
-        return seq_output @ self.item_weight.t()  # [B, n_items]

@@ -1,6 +1,7 @@
 """SASRec with the plugin's two training regimes."""
 
 from recbole.model.sequential_recommender import SASRec as RecBoleSASRec
+from torch import nn
 
 from recbole_ssl.model.abstract_recommender import SequentialSSLRecommender
 from recbole_ssl.model.layers import length_bands
@@ -19,13 +20,35 @@ class SASRec(SequentialSSLRecommender, RecBoleSASRec):
         CE (or BPR) loss instead of their one-negative BCE.
     """
 
-    def encode(self, item_seq):
-        """Causal Transformer outputs at every position; zeros at padding.  # [B, L, H]
+    mask_token = None  # an item id for masked positions, once add_mask_token ran
 
+    def add_mask_token(self):
+        """Give the item table one extra row, id ``n_items``, for a mask token.
+
+        The token is never scored: :attr:`item_weight` and :meth:`full_sort_predict`
+        use the real items only. Returns the token id.
+        """
+        self.mask_token = self.n_items
+        self.item_embedding = nn.Embedding(
+            self.n_items + 1, self.hidden_size, padding_idx=0
+        )
+        self.item_embedding.apply(self._init_weights)
+        return self.mask_token
+
+    @property
+    def item_weight(self):
+        """The embeddings of the real items (and padding), without a mask token."""
+        return self.item_embedding.weight[: self.n_items]
+
+    def encode(self, item_seq, bidirectional=False):
+        """Transformer outputs at every position; zeros at padding.  # [B, L, H]
+
+        Attention is causal, or over all real positions with ``bidirectional``.
         Rows are encoded in groups of similar length, each cut to the width of its
-        longest row (8, 16, 32, ... up to L). With right padding and causal attention
-        the outputs at real positions do not depend on the padding after them, so this
-        is exact, and it skips most of the work on datasets of short sequences.
+        longest row (8, 16, 32, ... up to L). With right padding the outputs at real
+        positions do not depend on the padding after them (causal attention never
+        looks ahead; bidirectional attention masks padding keys), so this is exact,
+        and it skips most of the work on datasets of short sequences.
         """
         lengths = (item_seq > 0).sum(1)
         width = item_seq.size(1)
@@ -36,20 +59,20 @@ class SASRec(SequentialSSLRecommender, RecBoleSASRec):
             lower = upper
             if rows.numel() == 0:
                 continue
-            part = self.encode_full(item_seq[rows, :upper])  # [b, upper, H]
+            part = self.encode_full(item_seq[rows, :upper], bidirectional)
             if output is None:
                 output = part.new_zeros(item_seq.size(0), width, part.size(-1))
             output[rows, :upper] = part
         if output is None:  # no row has an item
-            return self.encode_full(item_seq)
+            return self.encode_full(item_seq, bidirectional)
         return output.masked_fill(item_seq[..., None] == 0, 0.0)
 
-    def encode_full(self, item_seq):
+    def encode_full(self, item_seq, bidirectional=False):
         """RecBole's SASRec encoder on the whole padded width.  # [B, L, H]"""
         positions = self.position_embedding.weight[: item_seq.size(1)]  # [L, H]
         input_emb = self.LayerNorm(self.item_embedding(item_seq) + positions)
         input_emb = self.dropout(input_emb)
-        attention_mask = self.get_attention_mask(item_seq)
+        attention_mask = self.get_attention_mask(item_seq, bidirectional=bidirectional)
         return self.trm_encoder(
             input_emb, attention_mask, output_all_encoded_layers=False
         )[-1]
@@ -60,4 +83,10 @@ class SASRec(SequentialSSLRecommender, RecBoleSASRec):
 
     def calculate_loss(self, interaction):
         seq_output = self.encode(interaction[self.ITEM_SEQ])
-        return self.next_item_loss(seq_output, interaction, self.item_embedding.weight)
+        return self.next_item_loss(seq_output, interaction, self.item_weight)
+
+    def full_sort_predict(self, interaction):
+        seq_output = self.forward(
+            interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        )
+        return seq_output @ self.item_weight.t()  # [B, n_items]

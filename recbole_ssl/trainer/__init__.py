@@ -6,6 +6,7 @@ from recbole_ssl.trainer.contrastive import (
     CoSeRecTrainer,
     ICLRecTrainer,
 )
+from recbole_ssl.trainer.s3rec import S3RecTrainer
 from recbole_ssl.trainer.trainer import PluginTrainerMixin, Trainer, with_plugin_fixes
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "ContrastiveTrainer",
     "ICLRecTrainer",
     "PluginTrainerMixin",
+    "S3RecTrainer",
     "Trainer",
     "with_plugin_fixes",
 ]

@@ -20,6 +20,8 @@ import torch
 from recbole.trainer import Trainer as RecBoleTrainer
 from torch.nn.parallel import DistributedDataParallel
 
+from recbole_ssl.utils import broadcast_object
+
 
 def to_plain(value):
     """``value`` with only types ``torch.load(weights_only=True)`` accepts."""
@@ -50,12 +52,8 @@ class PluginTrainerMixin:
             self.distributed_model = DistributedDataParallel(self.model)  # ... CPU's
         else:
             super().__init__(config, model)
-        if distributed:
-            # the file name holds the local time: ranks may disagree by a second, and
-            # every rank loads the file rank 0 writes
-            name = [self.saved_model_file]
-            torch.distributed.broadcast_object_list(name, src=0)
-            self.saved_model_file = name[0]
+        # the file name holds the local time: every rank loads the file rank 0 writes
+        self.saved_model_file = broadcast_object(self.saved_model_file)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         with torch.autograd.set_detect_anomaly(bool(self.config["detect_anomaly"])):

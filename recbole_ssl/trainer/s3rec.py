@@ -1,0 +1,136 @@
+"""recbole_ssl.trainer.s3rec: S3-Rec's two stages in one trainer.
+
+``train_stage`` (in ``S3Rec.yaml``):
+
+* ``pretrain_finetune`` (default): pretrain for ``pretrain_epochs``, saving the
+  weights after every epoch to ``<checkpoint_dir>/S3Rec-<dataset>-pretrain-<time>.pth``
+  (the path is logged), then finetune from them with early stopping on validation.
+* ``pretrain``: only the first stage; nothing is evaluated.
+* ``finetune``: load ``pre_model_path`` (a checkpoint of the first stage), then
+  finetune.
+
+Each stage is one call of RecBole's ``Trainer.fit``: pretraining runs it without
+validation data (RecBole then saves a checkpoint every epoch), finetuning runs it as
+usual, with a fresh optimizer and early-stopping state. ``pretrain_resume`` names a
+pretraining checkpoint to continue from (weights, optimizer, epoch), with RecBole's
+``resume_checkpoint``.
+"""
+
+import collections
+import os
+
+import numpy as np
+import torch
+from recbole.utils.utils import get_local_time
+
+from recbole_ssl.trainer.trainer import Trainer
+from recbole_ssl.utils import ConfigError, broadcast_object
+
+
+class S3RecTrainer(Trainer):
+    """Pretrain (bidirectional, four objectives), then finetune (causal, next item)."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.train_stage = config["train_stage"]
+        self.pretrain_epochs = config["pretrain_epochs"]
+        self.pre_model_path = config["pre_model_path"] or None
+        self.pretrain_resume = config["pretrain_resume"] or None
+        if self.train_stage == "finetune" and self.pre_model_path is None:
+            raise ConfigError(
+                "train_stage 'finetune' needs pre_model_path, a checkpoint of "
+                "train_stage 'pretrain' (or use train_stage 'pretrain_finetune')"
+            )
+        name = f"{config['model']}-{config['dataset']}-pretrain-{get_local_time()}.pth"
+        self.pretrain_model_file = broadcast_object(
+            os.path.join(self.checkpoint_dir, name)
+        )
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, **kwargs):
+        if self.train_stage in ("pretrain", "pretrain_finetune"):
+            self.pretrain(train_data, verbose=verbose, **kwargs)
+            if self.train_stage == "pretrain":
+                return -1, None
+        else:
+            self.load_pretrained(self.pre_model_path)
+        self.start_finetuning()
+        return super().fit(train_data, valid_data, verbose, saved, **kwargs)
+
+    def pretrain(self, train_data, verbose=True, **kwargs):
+        """Stage 1: ``pretrain_epochs`` epochs of the four objectives, saved per epoch."""
+        finetune_file, finetune_epochs = self.saved_model_file, self.epochs
+        self.model.set_stage("pretrain")
+        self.saved_model_file = self.pretrain_model_file
+        self.epochs = self.pretrain_epochs
+        if self.pretrain_resume is not None:
+            self.check_checkpoint_file("pretrain_resume", self.pretrain_resume)
+            self.resume_checkpoint(self.pretrain_resume)  # continues writing there
+            self.pretrain_model_file = self.saved_model_file
+        self.logger.info(
+            f"pretraining for epochs {self.start_epoch}..{self.epochs - 1}, "
+            f"saving to {self.saved_model_file}"
+        )
+        try:
+            super().fit(train_data, None, verbose, saved=True, **kwargs)
+        finally:
+            self.saved_model_file, self.epochs = finetune_file, finetune_epochs
+        self.logger.info(f"pretrained weights saved to {self.pretrain_model_file}")
+
+    def start_finetuning(self):
+        """Causal encoder, a new optimizer and a fresh early-stopping state."""
+        self.model.set_stage("finetune")
+        self.optimizer = self._build_optimizer()
+        self.start_epoch = 0
+        self.cur_step = 0
+        self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
+        self.best_valid_result = None
+
+    @staticmethod
+    def check_checkpoint_file(key, path):
+        if not os.path.isfile(path):
+            raise ConfigError(f"{key}: checkpoint file not found: {path}")
+
+    def load_pretrained(self, path):
+        """Initialise the model from the checkpoint at ``path``; logs what was loaded.
+
+        Raises:
+            ConfigError: no such file, not a checkpoint, or a tensor whose shape
+                differs from the model's (another dataset or architecture).
+        """
+        self.check_checkpoint_file("pre_model_path", path)
+        try:
+            checkpoint = torch.load(path, map_location=self.device, weights_only=True)
+            state = checkpoint["state_dict"]
+        except Exception as e:  # unpickling errors have many types
+            raise ConfigError(
+                f"pre_model_path: {path} is not a recbole_ssl checkpoint ({e})"
+            ) from None
+        own = self.model.state_dict()
+        mismatched = [
+            f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})"
+            for k, v in state.items()
+            if k in own and v.shape != own[k].shape
+        ]
+        if mismatched:
+            raise ConfigError(
+                f"pre_model_path: {path} does not fit this model and dataset: "
+                + ", ".join(mismatched[:5])
+            )
+        loaded = [k for k in own if k in state]
+        if not loaded:
+            raise ConfigError(f"pre_model_path: {path} has none of the model's tensors")
+        missing = [k for k in own if k not in state]
+        merged = collections.OrderedDict(own)
+        merged.update({k: state[k] for k in loaded})
+        self.model.load_state_dict(merged)
+        self.logger.info(
+            f"loaded {len(loaded)} of {len(own)} tensors from {path}"
+            + (f"; kept the initial values of {missing}" if missing else "")
+        )
+
+    @torch.no_grad()
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, **kwargs):
+        if self.train_stage == "pretrain":
+            self.logger.info("train_stage 'pretrain': nothing to evaluate")
+            return collections.OrderedDict()
+        return super().evaluate(eval_data, load_best_model, model_file, **kwargs)

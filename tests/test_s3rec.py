@@ -1,0 +1,479 @@
+"""S3-Rec: objectives vs slow references, masks, attention direction, stages, attributes."""
+
+import math
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import DATA_DIR, free_port, logged_test_result, run_script
+from recbole.utils import init_seed
+
+from recbole_ssl.config import Config
+from recbole_ssl.data.attributes import ItemAttributes
+from recbole_ssl.model import S3Rec
+from recbole_ssl.model.s3rec import PretrainBatch, append_item, info_nce
+from recbole_ssl.trainer import S3RecTrainer
+from recbole_ssl.utils import (
+    ConfigError,
+    create_dataset,
+    data_preparation,
+    get_model,
+    get_trainer,
+)
+
+
+def prepare(config_dict, dataset="tiny"):
+    config = Config("S3Rec", dataset, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    data = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    init_seed(config["seed"], config["reproducibility"])
+    model = config.model_class(config, train_data._dataset)
+    return config, model, train_data, valid_data
+
+
+# ---------------------------------------------------------------- small pieces
+
+
+def test_append_item_after_the_last_item_and_drops_the_oldest_of_full_rows():
+    seq = torch.tensor([[1, 2, 0, 0], [3, 0, 0, 0], [4, 5, 6, 7]])
+    out, length = append_item(seq, torch.tensor([2, 1, 4]), torch.tensor([9, 8, 10]))
+    assert out.tolist() == [[1, 2, 9, 0], [3, 8, 0, 0], [5, 6, 7, 10]]
+    assert length.tolist() == [3, 2, 4]
+    assert seq.tolist() == [[1, 2, 0, 0], [3, 0, 0, 0], [4, 5, 6, 7]]  # unchanged
+
+
+def test_info_nce_equals_a_loop_over_positives():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 9, generator=gen)
+    positives = torch.rand(6, 9, generator=gen) < 0.3
+    positives[0] = False  # a row without positives is left out
+    positives[1] = True  # a row without negatives costs nothing
+    rows = []
+    for n in range(6):
+        terms = []
+        for p in positives[n].nonzero().flatten():
+            negatives = logits[n][~positives[n]]
+            candidates = torch.cat([logits[n, p : p + 1], negatives])
+            terms.append(-F.log_softmax(candidates, 0)[0])
+        if terms:
+            rows.append(torch.stack(terms).mean())
+    expected = torch.stack(rows).mean()
+    assert torch.allclose(info_nce(logits, positives), expected, atol=1e-6)
+    assert info_nce(logits, torch.zeros_like(positives)).item() == 0
+
+
+# ---------------------------------------------------------------- attributes
+
+
+def write_two_field_dataset(folder):
+    """``tiny`` with its attributes split into two fields: categories and a brand."""
+    target = folder / "twofields"
+    target.mkdir()
+    shutil.copy(DATA_DIR / "tiny" / "tiny.inter", target / "twofields.inter")
+    lines = (DATA_DIR / "tiny" / "tiny.item").read_text().splitlines()
+    rows = ["item_id:token\tcategories:token_seq\tbrand:token\tprice:float"]
+    for line in lines[1:]:
+        item, attributes = line.split("\t")
+        tokens = attributes.split()
+        rows.append(f"{item}\t{' '.join(tokens[:-1])}\tb{tokens[-1]}\t1.5")
+    (target / "twofields.item").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_several_attribute_fields_share_one_vocabulary(tiny_config, tmp_path):
+    write_two_field_dataset(tmp_path)
+    config, model, train_data, _ = prepare(
+        dict(
+            tiny_config,
+            data_path=str(tmp_path),
+            item_attribute=["categories", "brand"],
+            load_col={
+                "inter": ["user_id", "item_id", "timestamp"],
+                "item": ["item_id", "categories", "brand"],
+            },
+        ),
+        dataset="twofields",
+    )
+    dataset = train_data._dataset
+    n_categories = dataset.num("categories") - 1
+    n_brands = dataset.num("brand") - 1
+    attributes = model.attributes
+    assert attributes.n_attributes == n_categories + n_brands
+    assert model.attribute_embedding.num_embeddings == n_categories + n_brands + 1
+    # item 3 of the raw file: categories 328 17 2, brand b41
+    item = dataset.token2id("item_id", "3")
+    ids = sorted(i for i in attributes.table[item].tolist() if i > 0)
+    categories = [dataset.token2id("categories", t) for t in ("328", "17", "2")]
+    brand = n_categories + dataset.token2id("brand", "b41")
+    assert ids == sorted(categories + [brand])
+    assert attributes.table[0].abs().sum() == 0  # the padding item has none
+    assert min(ids) >= 1  # no real attribute on the padding row 0
+
+
+def test_a_missing_or_wrong_attribute_field_is_named(tiny_config, tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"field 'brand' is not loaded from tiny.item"
+    ):
+        prepare(dict(tiny_config, item_attribute=["attributes", "brand"]))
+    with pytest.raises(ConfigError, match=r"field 'attributes' is not loaded"):
+        prepare(
+            dict(tiny_config, load_col={"inter": ["user_id", "item_id", "timestamp"]})
+        )
+    write_two_field_dataset(tmp_path)
+    with pytest.raises(
+        ConfigError, match="'price' of twofields.item is float, expected"
+    ):
+        prepare(
+            dict(
+                tiny_config,
+                data_path=str(tmp_path),
+                item_attribute="price",
+                load_col={"inter": ["user_id", "item_id", "timestamp"], "item": "*"},
+            ),
+            dataset="twofields",
+        )
+
+
+def test_attribute_ids_start_at_one(tiny_config):
+    _, model, train_data, _ = prepare(tiny_config)
+    dataset = train_data._dataset
+    table = ItemAttributes.from_dataset(dataset, ["attributes"]).table
+    assert torch.equal(table, dataset.item_feat["attributes"].long())
+    assert model.attributes.n_attributes == dataset.num("attributes") - 1
+
+
+# ---------------------------------------------------------------- pretraining batch
+
+
+def test_masks_and_segments_stay_on_real_positions(tiny_config):
+    _, model, train_data, _ = prepare(dict(tiny_config, mask_ratio=0.5))
+    torch.manual_seed(0)
+    interaction = next(iter(train_data))
+    before = interaction[model.ITEM_SEQ].clone()
+    batch = model.pretrain_batch(interaction)
+    real = batch.sequence > 0
+    rows = torch.arange(real.size(0))
+    assert (batch.length == real.sum(1)).all()
+    assert not (batch.item_mask & ~real).any()  # never a padding position
+    assert batch.item_mask[rows, batch.length - 1].all()  # the last item always
+    assert 0.4 < batch.item_mask.sum() / real.sum() < 0.75
+    token = model.mask_token
+    assert ((batch.masked_sequence == token) == batch.item_mask).all()
+    for seq in (batch.segment_context, batch.pos_segment, batch.neg_segment):
+        assert ((seq > 0) == real).all()  # padding stays padding, nothing else is 0
+    segment = (batch.segment_context == token) & real
+    assert (segment.sum(1)[batch.has_segment] >= 1).all()
+    assert (segment.sum(1) <= batch.length // 2).all()
+    assert torch.equal(batch.pos_segment[segment], batch.sequence[segment])
+    assert (batch.pos_segment[real & ~segment] == token).all()
+    assert (batch.neg_segment[segment] != token).all()
+    assert torch.equal(batch.neg_segment[~segment], batch.pos_segment[~segment])
+    # a segment is contiguous
+    for row in segment[batch.has_segment]:
+        where = row.nonzero().flatten()
+        assert (where.diff() == 1).all()
+    # the input is untouched
+    assert torch.equal(interaction[model.ITEM_SEQ], before)
+
+
+def hand_made_batch(model):
+    """Two rows of items 1-6 with chosen masks and segments."""
+    t = model.mask_token
+    sequence = torch.tensor([[1, 2, 3, 4, 0], [5, 6, 1, 0, 0]])
+    length = torch.tensor([4, 3])
+    item_mask = torch.tensor(
+        [[False, True, False, True, False], [False, False, True, False, False]]
+    )
+    return PretrainBatch(
+        sequence=sequence,
+        length=length,
+        masked_sequence=sequence.masked_fill(item_mask, t),
+        item_mask=item_mask,
+        segment_context=torch.tensor([[1, t, t, 4, 0], [t, 6, 1, 0, 0]]),
+        pos_segment=torch.tensor([[t, 2, 3, t, 0], [5, t, t, 0, 0]]),
+        neg_segment=torch.tensor([[t, 5, 6, t, 0], [3, t, t, 0, 0]]),
+        has_segment=torch.tensor([True, True]),
+    )
+
+
+def reference_losses(model, batch):
+    """The four objectives with one encoder call per row and Python loops."""
+
+    def encode(row):
+        return model.encode_full(row[None], bidirectional=True)[0]  # [L, H]
+
+    def nce(scores, positive_ids):
+        terms = []
+        for p in positive_ids:
+            negatives = [s for j, s in enumerate(scores) if j + 1 not in positive_ids]
+            terms.append(-F.log_softmax(torch.stack([scores[p - 1], *negatives]), 0)[0])
+        return torch.stack(terms).mean()
+
+    attributes = model.attribute_embedding.weight[1:]
+    aap, mip, map_, sp = [], [], [], []
+    for r in range(batch.sequence.size(0)):
+        out = encode(batch.masked_sequence[r])
+        for t in range(int(batch.length[r])):
+            item = int(batch.sequence[r, t])
+            ids = sorted({int(a) for a in model.attribute_table[item] if a > 0})
+            if batch.item_mask[r, t]:
+                logits = model.mip_linear(out[t]) @ model.item_weight.t()
+                mip.append(-F.log_softmax(logits, 0)[item])
+                if ids:
+                    map_.append(nce(model.map_linear(out[t]) @ attributes.t(), ids))
+            elif ids:
+                aap.append(nce(model.aap_linear(out[t]) @ attributes.t(), ids))
+        last = int(batch.length[r]) - 1
+        context = encode(batch.segment_context[r])[last]
+        pos = encode(batch.pos_segment[r])[last]
+        neg = encode(batch.neg_segment[r])[last]
+        f_pos = model.sp_linear(context) @ pos
+        f_neg = model.sp_linear(context) @ neg
+        sp.append(-F.logsigmoid(f_pos - f_neg))
+    mean = lambda xs: torch.stack(xs).mean()  # noqa: E731
+    return (
+        model.aap_weight * mean(aap),
+        model.mip_weight * mean(mip),
+        model.map_weight * mean(map_),
+        model.sp_weight * mean(sp),
+    )
+
+
+def test_each_objective_equals_a_slow_reference(tiny_config):
+    _, model, train_data, _ = prepare(tiny_config)
+    model.eval()  # no dropout: both computations see the same network
+    batch = hand_made_batch(model)
+    model.pretrain_batch = lambda interaction: batch
+    losses = model.pretrain_loss(None)
+    expected = reference_losses(model, batch)
+    for name, got, want in zip(losses._fields, losses, expected, strict=True):
+        assert torch.allclose(got, want, atol=1e-5), name
+    assert all(loss > 0 for loss in losses)
+
+
+def test_pretraining_gradients_reach_every_objectives_parameters(tiny_config):
+    _, model, train_data, _ = prepare(tiny_config)
+    model.set_stage("pretrain")
+    sum(model.calculate_loss(next(iter(train_data)))).backward()
+    for name in ("aap_linear", "mip_linear", "map_linear", "sp_linear"):
+        assert getattr(model, name).weight.grad.abs().sum() > 0, name
+    assert model.attribute_embedding.weight.grad[1:].abs().sum() > 0
+    assert model.item_embedding.weight.grad[model.mask_token].abs().sum() > 0
+
+
+# ---------------------------------------------------------------- attention
+
+
+def test_encoder_is_bidirectional_only_when_asked(tiny_config):
+    _, model, _, _ = prepare(tiny_config)
+    model.eval()
+    seq = torch.tensor([[3, 4, 5, 6, 7, 0]])
+    changed = seq.clone()
+    changed[0, 3] = 9
+    causal = model.encode(seq), model.encode(changed)
+    assert torch.allclose(causal[0][0, :3], causal[1][0, :3])  # before t: unmoved
+    both = model.encode(seq, True), model.encode(changed, True)
+    assert not torch.allclose(both[0][0, :3], both[1][0, :3])
+    # padding never leaks in: a longer padded width gives the same outputs
+    wider = torch.cat([seq, torch.zeros(1, 4, dtype=torch.long)], 1)
+    assert torch.allclose(model.encode(wider, True)[0, :6], both[0][0], atol=1e-6)
+
+
+def test_the_stage_decides_the_attention(tiny_config):
+    _, model, train_data, _ = prepare(tiny_config)
+    seen = []
+    encode = model.encode
+
+    def recording(item_seq, bidirectional=False):
+        seen.append(bidirectional)
+        return encode(item_seq, bidirectional)
+
+    model.encode = recording
+    batch = next(iter(train_data))
+    model.set_stage("pretrain")
+    assert len(model.calculate_loss(batch)) == 4
+    model.set_stage("finetune")
+    assert model.calculate_loss(batch).dim() == 0
+    model.eval()
+    model.full_sort_predict(batch)
+    assert seen == [True, False, False]
+
+
+# ---------------------------------------------------------------- stages
+
+
+def pretrain_only(tiny_config, **settings):
+    config, model, train_data, valid_data = prepare(
+        dict(tiny_config, train_stage="pretrain", **settings)
+    )
+    trainer = S3RecTrainer(config, model)
+    trainer.fit(train_data, valid_data)
+    trainer.tensorboard.close()
+    return trainer, model
+
+
+def test_finetuning_starts_from_the_pretrained_weights(tiny_config):
+    trainer, pretrained = pretrain_only(tiny_config, pretrain_epochs=1)
+    path = trainer.pretrain_model_file
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    for name, tensor in pretrained.state_dict().items():
+        assert torch.equal(saved[name], tensor), name
+
+    config, model, train_data, valid_data = prepare(
+        dict(tiny_config, train_stage="finetune", pre_model_path=path)
+    )
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = S3RecTrainer(config, model)
+    trainer.load_pretrained(path)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+    assert not torch.equal(
+        fresh["item_embedding.weight"], saved["item_embedding.weight"]
+    )
+    trainer.tensorboard.close()
+
+
+def test_one_run_finetunes_the_weights_it_pretrained(tiny_config):
+    config, model, train_data, valid_data = prepare(
+        dict(tiny_config, pretrain_epochs=1)
+    )
+    trainer = S3RecTrainer(config, model)
+    at_start = {}
+    start = trainer.start_finetuning
+
+    def recording():
+        at_start.update({k: v.clone() for k, v in model.state_dict().items()})
+        start()
+
+    trainer.start_finetuning = recording
+    trainer.fit(train_data, valid_data)
+    saved = torch.load(trainer.pretrain_model_file, weights_only=True)
+    assert saved["epoch"] == 0
+    for name, tensor in saved["state_dict"].items():
+        assert torch.equal(at_start[name], tensor), name
+    assert model.stage == "finetune"
+    trainer.tensorboard.close()
+
+
+def test_pretraining_resumes_from_its_checkpoint(tiny_config):
+    trainer, _ = pretrain_only(tiny_config, pretrain_epochs=1)
+    path = trainer.pretrain_model_file
+    resumed, _ = pretrain_only(tiny_config, pretrain_epochs=2, pretrain_resume=path)
+    assert resumed.pretrain_model_file == path
+    assert resumed.start_epoch == 1
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+
+
+def test_pretrained_weights_of_another_shape_are_a_clear_error(tiny_config, tmp_path):
+    trainer, _ = pretrain_only(tiny_config, pretrain_epochs=1, hidden_size=32)
+    path = trainer.pretrain_model_file
+    config, model, _, _ = prepare(
+        dict(tiny_config, train_stage="finetune", pre_model_path=path)
+    )
+    with pytest.raises(ConfigError, match=r"does not fit .* item_embedding.weight"):
+        S3RecTrainer(config, model).load_pretrained(path)
+    missing = str(tmp_path / "nope.pth")
+    with pytest.raises(ConfigError, match="pre_model_path: checkpoint file not found"):
+        S3RecTrainer(config, model).load_pretrained(missing)
+
+
+# ---------------------------------------------------------------- variants, names
+
+
+def test_isp_variant_on_a_dataset_without_item_file(tiny_config, tmp_path):
+    (tmp_path / "noitem").mkdir()
+    shutil.copy(DATA_DIR / "tiny" / "tiny.inter", tmp_path / "noitem" / "noitem.inter")
+    config, model, train_data, valid_data = prepare(
+        dict(tiny_config, data_path=str(tmp_path), pretrain_epochs=1),
+        dataset="noitem",
+    )
+    assert not model.has_attributes
+    model.set_stage("pretrain")
+    losses = model.calculate_loss(next(iter(train_data)))
+    assert losses.aap_loss == 0 and losses.map_loss == 0 and losses.mip_loss > 0
+    trainer = S3RecTrainer(config, model)
+    _, result = trainer.fit(train_data, valid_data, saved=False)
+    assert all(math.isfinite(v) for v in result.values())
+    trainer.tensorboard.close()
+
+
+def test_isp_variant_when_asked(tiny_config):
+    _, model, _, _ = prepare(dict(tiny_config, item_attribute=None))
+    assert not model.has_attributes
+
+
+@pytest.mark.parametrize("dataset", ["tiny", "ml-100k"])
+def test_s3rec_resolves_to_the_plugin(dataset):
+    config = Config("S3Rec", dataset)
+    assert config.model_class is S3Rec is get_model("S3Rec")
+    assert get_trainer(config["MODEL_TYPE"], "S3Rec") is S3RecTrainer
+    # RecBole core's S3Rec.yaml says class / pretrain / 500 / CE
+    assert config["train_stage"] == "pretrain_finetune"
+    assert config["item_attribute"] == "attributes"
+    assert config["pretrain_epochs"] == 100
+    assert config["train_mode"] == "sequence"
+    assert config["pretrain_resume"] is None
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("--mask_ratio=1.5", "mask_ratio must be a number in [0, 1], got 1.5"),
+        ("--train_stage=both", "train_stage must be one of ['pretrain_finetune'"),
+        ("--train_stage=finetune", "train_stage 'finetune' needs pre_model_path"),
+        ("--sp_weight=-1", "sp_weight must be a number >= 0, got -1"),
+        (
+            "--train_stage=finetune --pre_model_path=missing.pth",
+            "pre_model_path: checkpoint file not found: missing.pth",
+        ),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path, option, message):
+    out = run_script(
+        "run_recbole_ssl.py",
+        "--model=S3Rec",
+        "--dataset=tiny",
+        f"--data_path={DATA_DIR}",
+        "--epochs=1",
+        *option.split(),
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("train_mode", ["sequence", "prefix"])
+def test_pretrain_and_finetune_through_the_run_script(tmp_path, train_mode):
+    out = run_script(
+        "run_recbole_ssl.py",
+        "--model=S3Rec",
+        "--dataset=tiny",
+        f"--data_path={DATA_DIR}",
+        f"--train_mode={train_mode}",
+        "--pretrain_epochs=1",
+        "--epochs=1",
+        "--show_progress=False",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "pretrained weights saved to" in out.stderr
+    assert "aap_loss" in out.stderr and "sp_loss" in out.stderr
+    values = list(logged_test_result(out.stderr).values())
+    assert len(values) == 6 and all(math.isfinite(v) for v in values)
+
+
+@pytest.mark.slow
+def test_s3rec_with_two_processes(tiny_config):
+    from recbole_ssl.quick_start import run
+
+    result = run(
+        "S3Rec",
+        "tiny",
+        config_dict=dict(tiny_config, pretrain_epochs=1),
+        nproc=2,
+        port=free_port(),
+    )
+    values = list(result["test_result"].values())
+    assert len(values) == 6 and all(math.isfinite(v) for v in values)
