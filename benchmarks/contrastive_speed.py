@@ -1,6 +1,9 @@
 """Seconds per training epoch of CL4SRec, CoSeRec and ICLRec next to SASRec, in one run.
 
     python benchmarks/contrastive_speed.py [--dataset amazon-beauty] [--epochs 1]
+    python benchmarks/contrastive_speed.py --models SASRec,DSSRec
+
+Any plugin model can be listed in ``--models`` (SASRec first, for the ratios).
 
 All with their YAML defaults (``sequence`` regime, CE, batch 256). CoSeRec's one-off
 ItemCF-IUF table and its per-epoch hybrid refresh (Eq. 11) are timed apart from its

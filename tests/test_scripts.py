@@ -115,3 +115,15 @@ def test_s3rec_speed_benchmark_runs(tmp_path):
     assert int(rows["plugin sequence"][2]) == 289
     assert re.search(r"RecBole core / plugin sequence per epoch: [0-9.]+x", out.stdout)
     assert re.search(r"S3Rec finetune / SASRec per epoch: [0-9.]+x", out.stdout)
+
+
+def test_speed_benchmark_takes_other_models(tmp_path):
+    out = run_script(
+        "benchmarks/contrastive_speed.py",
+        "--dataset=tiny",
+        f"--data_path={DATA_DIR}",
+        "--models=SASRec,DSSRec",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.search(r"DSSRec\s+[0-9.]+\s+[0-9.]+x", out.stdout)

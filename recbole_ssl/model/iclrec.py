@@ -50,6 +50,10 @@ class ICLRec(CL4SRec):
           that user's intent.
         * Both contrastive terms use ``cos`` with temperature 0.2 by default (the paper:
           dot product, temperature 1); see CL4SRec's docstring for the measurement.
+        * Two Transformer layers, as the paper says; the authors' Beauty script uses
+          one. Measured on Beauty with everything else at the defaults: 2 layers
+          reach validation NDCG@20 0.0788 (test 0.0644), 1 layer 0.0778 (test 0.0627)
+          (results/amazon-beauty.md).
         * Everything else of CL4SRec's NOTE applies (mask token, ``concat`` for SeqCL,
           ``train_mode: sequence``).
     """
