@@ -9,6 +9,8 @@ real attribute gets id 0, so every attribute embedding row except row 0 trains (
 core's S3Rec shifts its ids onto the padding row).
 """
 
+import os
+
 import torch
 from recbole.utils import FeatureType
 
@@ -28,6 +30,26 @@ def attribute_fields(value):
     raise ConfigError(
         f"item_attribute must be a field name or a list of field names, got {value!r}"
     )
+
+
+def load_item_attributes(dataset, value, logger, model_name):
+    """The :class:`ItemAttributes` a model's ``item_attribute`` (``value``) asks for.
+
+    ``None`` when it names no field, or, with a logged warning, when the dataset has no
+    ``.item`` file at all (the model then runs without attributes). A named field
+    that is not loaded from an existing ``.item`` file is a :class:`ConfigError`.
+    """
+    fields = attribute_fields(value)
+    if not fields:
+        return None
+    item_file = os.path.join(dataset.dataset_path, f"{dataset.dataset_name}.item")
+    if not os.path.isfile(item_file):
+        logger.warning(
+            f"{model_name}: {dataset.dataset_name} has no .item file, so no "
+            "attributes: running without them"
+        )
+        return None
+    return ItemAttributes.from_dataset(dataset, fields)
 
 
 class ItemAttributes:

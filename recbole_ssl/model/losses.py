@@ -126,3 +126,40 @@ def intent_nce(views, intents, intent_ids=None, temperature=1.0, similarity="dot
         logits = logits.masked_fill(same, -torch.inf)
     target = torch.arange(views.size(0), device=views.device)
     return F.cross_entropy(logits, target)
+
+
+def mince(predictions, targets, instances, instance_items, temperature, multi=True):
+    """MMInfoRec's multi-instance NCE (Eq. 6), or the vanilla NCE of Eq. 5.
+
+    Args:
+        predictions: ``[P, D]`` predicted latents, one per scored position.
+        targets: ``[P]`` the item each prediction should match.
+        instances: ``[N, q, D]`` the batch's encoded items, ``q`` dropout copies each
+            (MMInfoRec: the ground truths of all scored positions).
+        instance_items: ``[N]`` their item ids.
+        temperature: a true temperature (logits are divided by it).
+        multi: MINCE: the positives of a prediction are all copies of every
+            instance of its target item (repeats in the batch included); every other
+            copy is a negative (other sequences: general, same sequence: temporal).
+            ``False``: vanilla NCE on the first copy only: the positive is instance
+            ``p`` itself (so ``N`` must equal ``P``), negatives are the instances of
+            other items; other instances of the same item are left out, never
+            negatives of themselves.
+
+    Returns:
+        The mean over predictions of ``-log(sum_pos exp(s) / sum_(pos+neg) exp(s))``.
+    """
+    if not multi:
+        instances = instances[:, :1]
+    n, q, dim = instances.shape
+    logits = predictions @ instances.reshape(n * q, dim).t() / temperature  # [P, N*q]
+    same = (targets[:, None] == instance_items[None, :]).repeat_interleave(q, dim=1)
+    if multi:
+        positive, candidate = same, torch.ones_like(same)
+    else:
+        positive = torch.eye(n, dtype=torch.bool, device=same.device)
+        candidate = ~same | positive
+    neg_inf = torch.finfo(logits.dtype).min
+    all_lse = torch.logsumexp(logits.masked_fill(~candidate, neg_inf), dim=1)
+    pos_lse = torch.logsumexp(logits.masked_fill(~positive, neg_inf), dim=1)
+    return (all_lse - pos_lse).mean()

@@ -1,6 +1,5 @@
 """S3-Rec: self-supervised pretraining with mutual information maximisation, then finetuning."""
 
-import os
 from logging import getLogger
 from typing import NamedTuple
 
@@ -9,9 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_ssl.data.attributes import (
-    ItemAttributes,
     attribute_fields,
     attribute_targets,
+    load_item_attributes,
 )
 from recbole_ssl.model.sasrec import SASRec
 from recbole_ssl.utils import check_choice, check_number
@@ -135,16 +134,8 @@ class S3Rec(SASRec):
         self.sp_weight = config["sp_weight"]
         self.add_mask_token()
 
-        fields = attribute_fields(config["item_attribute"])
-        item_file = os.path.join(dataset.dataset_path, f"{dataset.dataset_name}.item")
-        if fields and not os.path.isfile(item_file):
-            self.logger.warning(
-                f"S3Rec: {dataset.dataset_name} has no .item file, so no attributes: "
-                "pretraining without AAP and MAP (S3-Rec_ISP)"
-            )
-            fields = []
-        self.attributes = (
-            ItemAttributes.from_dataset(dataset, fields) if fields else None
+        self.attributes = load_item_attributes(
+            dataset, config["item_attribute"], self.logger, "S3Rec (S3-Rec_ISP)"
         )
         if self.attributes is not None:
             self.register_buffer("attribute_table", self.attributes.table, False)

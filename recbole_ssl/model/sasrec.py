@@ -40,10 +40,12 @@ class SASRec(SequentialSSLRecommender, RecBoleSASRec):
         """The embeddings of the real items (and padding), without a mask token."""
         return self.item_embedding.weight[: self.n_items]
 
-    def encode(self, item_seq, bidirectional=False):
+    def encode(self, item_seq, bidirectional=False, item_emb=None):
         """Transformer outputs at every position; zeros at padding.  # [B, L, H]
 
         Attention is causal, or over all real positions with ``bidirectional``.
+        ``item_emb`` (``[B, L, H]``) replaces the item embedding lookup as the input
+        (a model that encodes items itself); ``item_seq`` still gives the padding.
         Rows are encoded in groups of similar length, each cut to the width of its
         longest row (8, 16, 32, ... up to L). With right padding the outputs at real
         positions do not depend on the padding after them (causal attention never
@@ -59,18 +61,24 @@ class SASRec(SequentialSSLRecommender, RecBoleSASRec):
             lower = upper
             if rows.numel() == 0:
                 continue
-            part = self.encode_full(item_seq[rows, :upper], bidirectional)
+            part = self.encode_full(
+                item_seq[rows, :upper],
+                bidirectional,
+                None if item_emb is None else item_emb[rows, :upper],
+            )
             if output is None:
                 output = part.new_zeros(item_seq.size(0), width, part.size(-1))
             output[rows, :upper] = part
         if output is None:  # no row has an item
-            return self.encode_full(item_seq, bidirectional)
+            return self.encode_full(item_seq, bidirectional, item_emb)
         return output.masked_fill(item_seq[..., None] == 0, 0.0)
 
-    def encode_full(self, item_seq, bidirectional=False):
+    def encode_full(self, item_seq, bidirectional=False, item_emb=None):
         """RecBole's SASRec encoder on the whole padded width.  # [B, L, H]"""
         positions = self.position_embedding.weight[: item_seq.size(1)]  # [L, H]
-        input_emb = self.LayerNorm(self.item_embedding(item_seq) + positions)
+        if item_emb is None:
+            item_emb = self.item_embedding(item_seq)
+        input_emb = self.LayerNorm(item_emb + positions)
         input_emb = self.dropout(input_emb)
         attention_mask = self.get_attention_mask(item_seq, bidirectional=bidirectional)
         return self.trm_encoder(

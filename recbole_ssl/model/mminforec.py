@@ -1,0 +1,232 @@
+"""MMInfoRec: memory-augmented multi-instance contrastive predictive coding."""
+
+from logging import getLogger
+
+import torch
+from recbole.model.layers import TransformerEncoder
+from torch import nn
+
+from recbole_ssl.data.attributes import attribute_fields, load_item_attributes
+from recbole_ssl.model.losses import mince
+from recbole_ssl.model.sasrec import SASRec
+from recbole_ssl.utils import ConfigError, check_choice, check_integer, check_number
+
+MEMORY_TYPES = ("residual", "no_residual", "none")
+
+
+def future_targets(item_seq, lengths, target, step):
+    """The item ``step`` positions after each position of the training sequence.
+
+    The sequence of row ``b`` is ``item_seq[b, :lengths[b]]`` followed by
+    ``target[b]``; position ``t`` gets the item at ``t + step``, 0 past the end.
+    ``step == 1`` is the next item.  # [B, L]
+    """
+    batch, width = item_seq.shape
+    rows = torch.arange(batch, device=item_seq.device)
+    full = torch.cat([item_seq, item_seq.new_zeros(batch, step)], dim=1)
+    full[rows, lengths] = target  # [B, L + step], the target after the last item
+    return full[:, step : step + width]
+
+
+class MMInfoRec(SASRec):
+    r"""MMInfoRec: Memory Augmented Multi-Instance Contrastive Predictive Coding for
+    Sequential Recommendation (Qiu et al., ICDM 2021, arXiv:2109.00368).
+
+    * ``g_enc`` (Eq. 1): each item is encoded with its attributes by a small
+      Transformer over ``[item; attribute_1; ...]`` (bidirectional, padding masked);
+      the output at the item's token is its latent ``z``. Its dropout makes several
+      passes over the same item differ: the semantic positives. Items without
+      attributes are encoded from their id alone.
+    * ``g_ta`` (Eq. 2): SASRec's causal Transformer with learned positions over
+      ``z_1 .. z_t`` gives ``c_t`` (dropout on its input and inside).
+    * ``g_m`` (Eq. 3): ``z_hat = softmax(MLP(c_t)) M + c_t`` over ``memory_slots``
+      slots (``memory_type``: ``residual``, ``no_residual`` without ``+ c_t``, or
+      ``none``: ``z_hat = c_t``), the ablation of the paper's Fig. 3.
+    * ``g_ap`` (Eq. 4): a GRU cell rolls the context forward for ``pred_step`` steps,
+      ``c_(t+1) = GRU(z_hat_(t+1), c_t)``.
+    * MINCE (Eq. 6, :func:`recbole_ssl.model.losses.mince`) at every real position and
+      step: the positives are ``positive_copies`` (q) dropout passes of the ground
+      truth item and of its other occurrences in the batch, the negatives every other
+      ground truth's copies in the batch (general: other sequences; temporal: the
+      same sequence). ``multi_instance: False`` is the vanilla NCE of Eq. 5.
+    * Recommendation: ``z_hat_(t+1) . z_item`` over all items, ``z`` computed with
+      dropout off once per evaluation (cached until the model trains again).
+
+    NOTE:
+        * ``mince_temperature`` is a true temperature (logits are divided by it). The
+          authors' ``tau`` multiplies the logits (0.3 for Beauty), which is a
+          temperature of 1 / 0.3 = 3.33, the default here.
+        * Each occurrence of an item in the batch gets its own q dropout passes, so
+          repeats give distinct positives; negatives are counted per occurrence, not
+          per unique item (the paper counts unique items, ``|N_i| = D - 1``).
+        * The memory's MLP is Linear-ReLU-Linear (the paper does not specify it).
+        * ``g_enc`` has its own dropout, ``attribute_dropout_prob``; its LayerNorm and
+          layers are separate from ``g_ta``'s.
+        * Training rows follow ``train_mode``; ``pred_step > 1`` needs ``sequence``
+          (prefix rows do not hold the items after their target).
+    """
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.check_config(config)
+        self.copies = config["positive_copies"]
+        self.pred_step = config["pred_step"]
+        self.memory_type = config["memory_type"]
+        self.temperature = config["mince_temperature"]
+        self.multi_instance = config["multi_instance"]
+        self.attributes = load_item_attributes(
+            dataset, config["item_attribute"], getLogger(), "MMInfoRec"
+        )
+        if self.attributes is not None:
+            self.register_buffer("attribute_table", self.attributes.table, False)
+            self.attribute_embedding = nn.Embedding(
+                self.attributes.n_attributes + 1, self.hidden_size, padding_idx=0
+            )
+        self.attribute_encoder = TransformerEncoder(
+            n_layers=config["attribute_layers"],
+            n_heads=self.n_heads,
+            hidden_size=self.hidden_size,
+            inner_size=self.inner_size,
+            hidden_dropout_prob=config["attribute_dropout_prob"],
+            attn_dropout_prob=config["attribute_dropout_prob"],
+            hidden_act=self.hidden_act,
+            layer_norm_eps=self.layer_norm_eps,
+        )
+        self.attribute_norm = nn.LayerNorm(self.hidden_size, eps=self.layer_norm_eps)
+        self.attribute_dropout = nn.Dropout(config["attribute_dropout_prob"])
+        self.memory = nn.Parameter(
+            torch.empty(config["memory_slots"], self.hidden_size)
+        )
+        self.memory_mlp = nn.Sequential(
+            nn.Linear(self.hidden_size, self.hidden_size),
+            nn.ReLU(),
+            nn.Linear(self.hidden_size, config["memory_slots"]),
+        )
+        self.predictor = nn.GRUCell(self.hidden_size, self.hidden_size)
+        self.apply(self._init_weights)
+        nn.init.normal_(self.memory, std=self.initializer_range)
+        self._item_cache = None
+
+    @classmethod
+    def check_config(cls, config):
+        """Clear errors for bad MMInfoRec settings, before any data is loaded."""
+        check_integer("positive_copies", config["positive_copies"], 1)
+        check_integer("pred_step", config["pred_step"], 1)
+        check_integer("memory_slots", config["memory_slots"], 1)
+        check_integer("attribute_layers", config["attribute_layers"], 1)
+        check_number("attribute_dropout_prob", config["attribute_dropout_prob"], 0, 1)
+        check_number("mince_temperature", config["mince_temperature"], 0, low_open=True)
+        check_choice("memory_type", config["memory_type"], MEMORY_TYPES)
+        check_choice("multi_instance", config["multi_instance"], (True, False))
+        attribute_fields(config["item_attribute"])
+        if config["pred_step"] > 1 and config["train_mode"] != "sequence":
+            raise ConfigError(
+                "pred_step > 1 needs train_mode 'sequence' (prefix rows do not hold "
+                f"the items after their target), got {config['train_mode']!r}"
+            )
+
+    def train(self, mode=True):
+        self._item_cache = None  # parameters may change: encode the items again
+        return super().train(mode)
+
+    # ------------------------------------------------------------------ modules
+
+    def encode_items(self, items):
+        """``g_enc``: the latent ``z`` of each item id in ``items`` (any shape).  # [..., D]
+
+        In training mode every call draws new dropout masks.
+        """
+        flat = items.reshape(-1)
+        tokens = self.item_embedding(flat)[:, None]  # [N, 1, D]
+        present = torch.ones(flat.size(0), 1, dtype=torch.bool, device=flat.device)
+        if self.attributes is not None:
+            ids = self.attribute_table[flat]  # [N, M]
+            tokens = torch.cat([tokens, self.attribute_embedding(ids)], dim=1)
+            present = torch.cat([present, ids > 0], dim=1)
+        hidden = self.attribute_dropout(self.attribute_norm(tokens))
+        mask = torch.where(present[:, None, None, :], 0.0, -10000.0)
+        z = self.attribute_encoder(hidden, mask, output_all_encoded_layers=False)[-1]
+        return z[:, 0].reshape(*items.shape, -1)
+
+    def read_memory(self, context):
+        """``g_m`` (Eq. 3) per ``memory_type``."""
+        if self.memory_type == "none":
+            return context
+        read = torch.softmax(self.memory_mlp(context), dim=-1) @ self.memory
+        return read + context if self.memory_type == "residual" else read
+
+    def contexts(self, item_seq):
+        """``c_t`` at every position (``g_ta`` over ``g_enc`` of the items).  # [B, L, D]"""
+        real = item_seq > 0
+        z = torch.zeros(*item_seq.shape, self.hidden_size, device=item_seq.device)
+        z[real] = self.encode_items(item_seq[real])
+        return self.encode(item_seq, item_emb=z)
+
+    # ------------------------------------------------------------------ training
+
+    def calculate_loss(self, interaction):
+        item_seq = interaction[self.ITEM_SEQ]
+        lengths = interaction[self.ITEM_SEQ_LEN]
+        context = self.contexts(item_seq)  # [B, L, D]
+        predicted = self.read_memory(context)  # z_hat at every position
+        losses = []
+        for step in range(1, self.pred_step + 1):
+            if step == 1:
+                targets = self.next_item_targets(interaction)
+            else:  # g_ap: roll the context forward with the last prediction
+                context = self.predictor(
+                    predicted.flatten(0, 1), context.flatten(0, 1)
+                ).view_as(context)
+                predicted = self.read_memory(context)
+                targets = future_targets(
+                    item_seq, lengths, interaction[self.POS_ITEM_ID], step
+                )
+            scored = targets > 0
+            if not scored.any():
+                break
+            truth = targets[scored]  # [P]
+            copies = self.encode_items(truth[:, None].expand(-1, self.copies))
+            losses.append(
+                mince(
+                    predicted[scored],
+                    truth,
+                    copies,
+                    truth,
+                    self.temperature,
+                    multi=self.multi_instance,
+                )
+            )
+        if not losses:  # no position has a target
+            return predicted.sum() * 0.0
+        return torch.stack(losses).mean()
+
+    # ------------------------------------------------------------------ prediction
+
+    def item_latents(self):
+        """``z`` of every item, dropout off, computed once per evaluation.  # [n_items, D]"""
+        if self._item_cache is None or self.training:
+            items = torch.arange(
+                1, self.n_items, device=self.item_embedding.weight.device
+            )
+            parts = [self.encode_items(chunk) for chunk in items.split(4096)]
+            latents = torch.cat([torch.zeros_like(parts[0][:1]), *parts])
+            if self.training:
+                return latents
+            self._item_cache = latents
+        return self._item_cache
+
+    def forward(self, item_seq, item_seq_len):
+        context = self.gather_indexes(self.contexts(item_seq), item_seq_len - 1)
+        return self.read_memory(context)  # z_hat_(t+1)  # [B, D]
+
+    def full_sort_predict(self, interaction):
+        predicted = self.forward(
+            interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        )
+        return predicted @ self.item_latents().t()  # [B, n_items]
+
+    def predict(self, interaction):
+        predicted = self.forward(
+            interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        )
+        return (predicted * self.item_latents()[interaction[self.ITEM_ID]]).sum(-1)
