@@ -84,3 +84,60 @@ def logged_test_result(stderr):
     line = [row for row in stderr.splitlines() if "test result" in row][-1]
     pairs = re.findall(r"'((?:hit|ndcg)@\d+)'[,:] ([0-9.e-]+)", line)
     return {metric: float(value) for metric, value in pairs}
+
+
+def run_tiny(tmp_path, model, *options):
+    """``run_recbole_ssl.py --model=<model>`` on the tiny dataset, as a user runs it."""
+    return run_script(
+        "run_recbole_ssl.py",
+        f"--model={model}",
+        "--dataset=tiny",
+        f"--data_path={DATA_DIR}",
+        *options,
+        cwd=tmp_path,
+    )
+
+
+def assert_finite_run(out):
+    """The run ended well and logged six finite test metrics."""
+    import math
+
+    assert out.returncode == 0, out.stderr[-3000:]
+    values = list(logged_test_result(out.stderr).values())
+    assert len(values) == 6 and all(math.isfinite(v) for v in values)
+
+
+def assert_one_clear_line(out, message):
+    """The run failed with the CLI's one-line error holding ``message``."""
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def run_two_processes(model, config_dict):
+    """``model`` on the tiny dataset in RecBole's distributed mode (2 gloo processes);
+    checks and returns rank 0's result."""
+    import math
+
+    from recbole_ssl.quick_start import run
+
+    result = run(model, "tiny", config_dict=config_dict, nproc=2, port=free_port())
+    values = list(result["test_result"].values())
+    assert len(values) == 6 and all(math.isfinite(v) for v in values)
+    return result
+
+
+def build(model, config_dict, dataset="tiny"):
+    """Config, dataset, loaders and a freshly seeded model, as the quick start builds
+    them. Returns ``(config, model, train_data, valid_data, dataset)``."""
+    from recbole.utils import init_seed
+
+    from recbole_ssl.config import Config
+    from recbole_ssl.utils import create_dataset, data_preparation
+
+    config = Config(model, dataset, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    data = create_dataset(config)
+    train_data, valid_data, _ = data_preparation(config, data)
+    init_seed(config["seed"], config["reproducibility"])
+    built = config.model_class(config, train_data._dataset)
+    return config, built, train_data, valid_data, data

@@ -6,22 +6,20 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DATA_DIR, free_port, logged_test_result, run_script
+from conftest import (
+    assert_finite_run,
+    assert_one_clear_line,
+    build,
+    run_tiny,
+    run_two_processes,
+)
 from recbole.data.interaction import Interaction
-from recbole.utils import init_seed
 
-from recbole_ssl.config import Config
 from recbole_ssl.model.dssrec import confidence_mask
-from recbole_ssl.utils import create_dataset, data_preparation
 
 
 def prepare(config_dict):
-    config = Config("DSSRec", "tiny", config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train_data, valid_data, _ = data_preparation(config, dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset)
+    config, model, train_data, _, dataset = build("DSSRec", config_dict)
     return config, model, train_data, dataset
 
 
@@ -133,9 +131,15 @@ def test_kept_terms_follow_the_real_batch_size(tiny_config):
 
 
 def test_both_losses_equal_a_slow_reference(tiny_config):
-    for s2i_loss in ("CE", "in_batch"):
+    for s2i_loss, s2i_scale in (("CE", False), ("CE", True), ("in_batch", True)):
         _, model, _, _ = prepare(
-            dict(tiny_config, n_intents=2, s2s_lambda=0.5, s2i_loss=s2i_loss)
+            dict(
+                tiny_config,
+                n_intents=2,
+                s2s_lambda=0.5,
+                s2i_loss=s2i_loss,
+                s2i_scale=s2i_scale,
+            )
         )
         model.eval()
         batch = small_batch(model)
@@ -170,15 +174,16 @@ def test_both_losses_equal_a_slow_reference(tiny_config):
             for t in range(1, lengths[r] + 1):
                 positions.append((slow_encode(model, full[r][:t], "input"), full[r][t]))
         weight = model.item_embedding.weight[: model.n_items]
+        d_s2i = d if s2i_scale else 1.0
         losses = []
         for p, target in positions:
             if s2i_loss == "CE":
-                scores = (p @ weight.t()).amax(0) / d
+                scores = (p @ weight.t()).amax(0) / d_s2i
                 losses.append(-F.log_softmax(scores, 0)[target])
             else:
                 batch_targets = weight[[t for _, t in positions]]  # [N, D]
-                scores = (p @ batch_targets.t()) / d  # [K, N]
-                positive = (p @ weight[target]).amax() / d
+                scores = (p @ batch_targets.t()) / d_s2i  # [K, N]
+                positive = (p @ weight[target]).amax() / d_s2i
                 losses.append(torch.logsumexp(scores.flatten(), 0) - positive)
         assert torch.allclose(s2i, torch.stack(losses).mean(), atol=1e-5), s2i_loss
 
@@ -253,19 +258,14 @@ def test_futures_hold_no_validation_or_test_item(tiny_config):
 
 
 def test_one_epoch_through_the_run_script(tmp_path):
-    out = run_script(
-        "run_recbole_ssl.py",
-        "--model=DSSRec",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
+    out = run_tiny(
+        tmp_path,
+        "DSSRec",
         "--epochs=1",
         "--show_progress=False",
-        cwd=tmp_path,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert_finite_run(out)
     assert "s2i_loss" in out.stderr and "s2s_loss" in out.stderr
-    values = list(logged_test_result(out.stderr).values())
-    assert len(values) == 6 and all(math.isfinite(v) for v in values)
 
 
 @pytest.mark.parametrize(
@@ -278,29 +278,15 @@ def test_one_epoch_through_the_run_script(tmp_path):
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, option, message):
-    out = run_script(
-        "run_recbole_ssl.py",
-        "--model=DSSRec",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
+    out = run_tiny(
+        tmp_path,
+        "DSSRec",
         "--epochs=1",
         option,
-        cwd=tmp_path,
     )
-    assert out.returncode == 2, out.stderr[-2000:]
-    assert message in out.stderr and "Traceback" not in out.stderr
+    assert_one_clear_line(out, message)
 
 
 @pytest.mark.slow
 def test_dssrec_with_two_processes(tiny_config):
-    from recbole_ssl.quick_start import run
-
-    result = run(
-        "DSSRec",
-        "tiny",
-        config_dict=dict(tiny_config, epochs=1),
-        nproc=2,
-        port=free_port(),
-    )
-    values = list(result["test_result"].values())
-    assert len(values) == 6 and all(math.isfinite(v) for v in values)
+    run_two_processes("DSSRec", dict(tiny_config, epochs=1))

@@ -1,30 +1,22 @@
 """ICLRec: the E-step hook, the ICL term, runs, distributed intents, bad config."""
 
-import math
-
 import pytest
 import torch
 from conftest import (
-    DATA_DIR,
-    free_port,
-    logged_test_result,
+    assert_finite_run,
+    assert_one_clear_line,
+    build,
     on_two_ranks,
-    run_script,
+    run_tiny,
+    run_two_processes,
 )
-from recbole.utils import init_seed
 
-from recbole_ssl.config import Config
 from recbole_ssl.model.intent import IntentPrototypes
 from recbole_ssl.trainer import ICLRecTrainer
-from recbole_ssl.utils import create_dataset, data_preparation
 
 
 def prepare(config_dict):
-    config = Config("ICLRec", "tiny", config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    train_data, valid_data, _ = data_preparation(config, create_dataset(config))
-    model = config.model_class(config, train_data._dataset)
-    return config, model, train_data, valid_data
+    return build("ICLRec", config_dict)[:4]
 
 
 def count_e_steps(tiny_config, epochs, **settings):
@@ -90,20 +82,15 @@ def test_icl_term_is_zero_before_the_first_e_step_and_trains_after(tiny_config):
 
 @pytest.mark.parametrize("train_mode", ["sequence", "prefix"])
 def test_one_epoch_through_the_run_script(tmp_path, train_mode):
-    out = run_script(
-        "run_recbole_ssl.py",
-        "--model=ICLRec",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
+    out = run_tiny(
+        tmp_path,
+        "ICLRec",
         f"--train_mode={train_mode}",
         "--epochs=1",
         "--show_progress=False",
-        cwd=tmp_path,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert_finite_run(out)
     assert "epoch 0: E-step, 289 sequences into 256 intents" in out.stderr
-    values = list(logged_test_result(out.stderr).values())
-    assert len(values) == 6 and all(math.isfinite(v) for v in values)
 
 
 @pytest.mark.parametrize(
@@ -119,17 +106,13 @@ def test_one_epoch_through_the_run_script(tmp_path, train_mode):
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, option, message):
-    out = run_script(
-        "run_recbole_ssl.py",
-        "--model=ICLRec",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
+    out = run_tiny(
+        tmp_path,
+        "ICLRec",
         "--epochs=1",
         option,
-        cwd=tmp_path,
     )
-    assert out.returncode == 2, out.stderr[-2000:]
-    assert message in out.stderr and "Traceback" not in out.stderr
+    assert_one_clear_line(out, message)
 
 
 def separated_table():
@@ -174,14 +157,4 @@ def test_distributed_e_step_agrees_with_one_process():
 
 @pytest.mark.slow
 def test_iclrec_with_two_processes(tiny_config):
-    from recbole_ssl.quick_start import run
-
-    result = run(
-        "ICLRec",
-        "tiny",
-        config_dict=dict(tiny_config, epochs=2, num_intent_clusters=16),
-        nproc=2,
-        port=free_port(),
-    )
-    values = list(result["test_result"].values())
-    assert len(values) == 6 and all(math.isfinite(v) for v in values)
+    run_two_processes("ICLRec", dict(tiny_config, epochs=2, num_intent_clusters=16))

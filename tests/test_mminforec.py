@@ -6,23 +6,22 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DATA_DIR, free_port, logged_test_result, run_script
+from conftest import (
+    DATA_DIR,
+    assert_finite_run,
+    assert_one_clear_line,
+    build,
+    run_tiny,
+    run_two_processes,
+)
 from recbole.data.interaction import Interaction
-from recbole.utils import init_seed
 
-from recbole_ssl.config import Config
 from recbole_ssl.model.losses import mince
 from recbole_ssl.model.mminforec import future_targets
-from recbole_ssl.utils import create_dataset, data_preparation
 
 
 def prepare(config_dict, dataset="tiny"):
-    config = Config("MMInfoRec", dataset, config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    train_data, valid_data, _ = data_preparation(config, create_dataset(config))
-    init_seed(config["seed"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset)
-    return config, model, train_data, valid_data
+    return build("MMInfoRec", config_dict, dataset)[:4]
 
 
 # ---------------------------------------------------------------- MINCE
@@ -191,18 +190,13 @@ def test_evaluation_encodes_the_items_once(tiny_config):
 
 
 def test_one_epoch_through_the_run_script(tmp_path):
-    out = run_script(
-        "run_recbole_ssl.py",
-        "--model=MMInfoRec",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
+    out = run_tiny(
+        tmp_path,
+        "MMInfoRec",
         "--epochs=1",
         "--show_progress=False",
-        cwd=tmp_path,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    values = list(logged_test_result(out.stderr).values())
-    assert len(values) == 6 and all(math.isfinite(v) for v in values)
+    assert_finite_run(out)
 
 
 @pytest.mark.parametrize(
@@ -218,29 +212,15 @@ def test_one_epoch_through_the_run_script(tmp_path):
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, option, message):
-    out = run_script(
-        "run_recbole_ssl.py",
-        "--model=MMInfoRec",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
+    out = run_tiny(
+        tmp_path,
+        "MMInfoRec",
         "--epochs=1",
         *option.split(),
-        cwd=tmp_path,
     )
-    assert out.returncode == 2, out.stderr[-2000:]
-    assert message in out.stderr and "Traceback" not in out.stderr
+    assert_one_clear_line(out, message)
 
 
 @pytest.mark.slow
 def test_mminforec_with_two_processes(tiny_config):
-    from recbole_ssl.quick_start import run
-
-    result = run(
-        "MMInfoRec",
-        "tiny",
-        config_dict=dict(tiny_config, epochs=1),
-        nproc=2,
-        port=free_port(),
-    )
-    values = list(result["test_result"].values())
-    assert len(values) == 6 and all(math.isfinite(v) for v in values)
+    run_two_processes("MMInfoRec", dict(tiny_config, epochs=1))

@@ -6,8 +6,14 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DATA_DIR, free_port, logged_test_result, run_script
-from recbole.utils import init_seed
+from conftest import (
+    DATA_DIR,
+    assert_finite_run,
+    assert_one_clear_line,
+    build,
+    run_tiny,
+    run_two_processes,
+)
 
 from recbole_ssl.config import Config
 from recbole_ssl.data.attributes import ItemAttributes
@@ -16,21 +22,13 @@ from recbole_ssl.model.s3rec import PretrainBatch, append_item, info_nce
 from recbole_ssl.trainer import S3RecTrainer
 from recbole_ssl.utils import (
     ConfigError,
-    create_dataset,
-    data_preparation,
     get_model,
     get_trainer,
 )
 
 
 def prepare(config_dict, dataset="tiny"):
-    config = Config("S3Rec", dataset, config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    data = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, data)
-    init_seed(config["seed"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset)
-    return config, model, train_data, valid_data
+    return build("S3Rec", config_dict, dataset)[:4]
 
 
 # ---------------------------------------------------------------- small pieces
@@ -431,49 +429,30 @@ def test_s3rec_resolves_to_the_plugin(dataset):
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, option, message):
-    out = run_script(
-        "run_recbole_ssl.py",
-        "--model=S3Rec",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
+    out = run_tiny(
+        tmp_path,
+        "S3Rec",
         "--epochs=1",
         *option.split(),
-        cwd=tmp_path,
     )
-    assert out.returncode == 2, out.stderr[-2000:]
-    assert message in out.stderr and "Traceback" not in out.stderr
+    assert_one_clear_line(out, message)
 
 
 @pytest.mark.parametrize("train_mode", ["sequence", "prefix"])
 def test_pretrain_and_finetune_through_the_run_script(tmp_path, train_mode):
-    out = run_script(
-        "run_recbole_ssl.py",
-        "--model=S3Rec",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
+    out = run_tiny(
+        tmp_path,
+        "S3Rec",
         f"--train_mode={train_mode}",
         "--pretrain_epochs=1",
         "--epochs=1",
         "--show_progress=False",
-        cwd=tmp_path,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert_finite_run(out)
     assert "pretrained weights saved to" in out.stderr
     assert "aap_loss" in out.stderr and "sp_loss" in out.stderr
-    values = list(logged_test_result(out.stderr).values())
-    assert len(values) == 6 and all(math.isfinite(v) for v in values)
 
 
 @pytest.mark.slow
 def test_s3rec_with_two_processes(tiny_config):
-    from recbole_ssl.quick_start import run
-
-    result = run(
-        "S3Rec",
-        "tiny",
-        config_dict=dict(tiny_config, pretrain_epochs=1),
-        nproc=2,
-        port=free_port(),
-    )
-    values = list(result["test_result"].values())
-    assert len(values) == 6 and all(math.isfinite(v) for v in values)
+    run_two_processes("S3Rec", dict(tiny_config, pretrain_epochs=1))

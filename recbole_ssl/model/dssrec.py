@@ -115,7 +115,7 @@ class DSSRec(SASRec):
     sequence, trained on ``L = L_s2i + s2s_weight * L_s2s`` (Eq. 7):
 
     * **seq2item** (Eq. 6): an item's score is the max over ``k`` of its dot product
-      with the ``K`` outputs, scaled by ``1/sqrt(D)``, at every position of the user's
+      with the ``K`` outputs, at every position of the user's
       training sequence (the plugin's ``sequence`` regime). ``s2i_loss: CE`` (default)
       normalises over all items; ``in_batch`` over the batch's targets and all ``K``
       parts, as Eq. 6.
@@ -137,6 +137,13 @@ class DSSRec(SASRec):
         * CE over all items is the default seq2item loss: it is the plugin's loss for
           every model (the SASRec it must beat uses it), and the in-batch softmax of
           Eq. 6 ranks the target only against about 256 of the 12,101 items.
+        * Seq2item scores are not divided by ``sqrt(D)`` by default (``s2i_scale:
+          True`` restores Eq. 6's scaling). With CE over 12,101 items the scaled scores
+          start about 8 times smaller (item embeddings are initialised with std 0.02),
+          and on Beauty the seq2item loss stayed at its uniform level (9.39 = ln 12,101
+          per batch) for three epochs, validation NDCG@20 0.0015. Seq2seq keeps the
+          scaling: it compares two LayerNorm'd vectors, the case the paper motivates it
+          with.
         * Losses are means over the scored positions (seq2item) and the sum of kept
           seq2seq terms divided by ``|B|``; the paper sums both over the batch.
         * Layers, dropout, ``K`` and ``lambda`` are those of ``DSSRec.yaml``; the
@@ -153,6 +160,7 @@ class DSSRec(SASRec):
         self.s2s_weight = config["s2s_weight"]
         self.s2i_loss = config["s2i_loss"]
         self.scale = 1.0 / math.sqrt(self.hidden_size)
+        self.s2i_scale = self.scale if config["s2i_scale"] else 1.0
         self.disentangle = IntentionDisentanglement(
             self.hidden_size,
             self.n_intents,
@@ -169,6 +177,7 @@ class DSSRec(SASRec):
         check_number("s2s_lambda", config["s2s_lambda"], 0, 1)
         check_number("s2s_weight", config["s2s_weight"], 0)
         check_choice("s2i_loss", config["s2i_loss"], S2I_LOSSES)
+        check_choice("s2i_scale", config["s2i_scale"], (True, False))
         if config["train_mode"] != "sequence":
             raise ConfigError(
                 f"DSSRec needs train_mode 'sequence' (one row per user holding its "
@@ -185,16 +194,15 @@ class DSSRec(SASRec):
         return self.disentangle(self.encode(item_seq), lengths, side, every_prefix)
 
     def item_scores(self, parts):
-        """``max_k parts_k . h_j / sqrt(D)`` for every item: ``[N, n_items]``.
+        """``max_k parts_k . h_j`` for every item (``/ sqrt(D)`` with ``s2i_scale``):
+        ``[N, n_items]``.
 
-        ``parts`` is ``[N, K, D]``; one ``[N, n_items]`` product per part, so the
-        ``[N, K, n_items]`` tensor is never held.
+        ``parts`` is ``[N, K, D]``: one product for all parts, then the max over them
+        (measured 40% faster than a product and a running maximum per part).
         """
-        best = None
-        for k in range(parts.size(1)):
-            scores = parts[:, k] @ self.item_weight.t()
-            best = scores if best is None else torch.maximum(best, scores)
-        return best * self.scale
+        n, k, dim = parts.shape
+        scores = (parts.reshape(n * k, dim) @ self.item_weight.t()).view(n, k, -1)
+        return scores.max(dim=1).values * self.s2i_scale
 
     def future_sequences(self, item_seq, lengths, target, cut):
         """The reversed future ``[x_T, ..., x_{t+1}]`` of every row, right-padded.
@@ -250,7 +258,7 @@ class DSSRec(SASRec):
         # Eq. 6: the target under its best part, against every target of the batch
         # under every part
         scores = torch.einsum("nkd,md->nkm", parts, self.item_embedding(target))
-        scores = scores * self.scale  # [N, K, N]
+        scores = scores * self.s2i_scale  # [N, K, N]
         rows = torch.arange(target.size(0), device=target.device)
         positive = scores[rows, :, rows].amax(1)  # [N]
         return (torch.logsumexp(scores.flatten(1), dim=1) - positive).mean()
@@ -278,4 +286,4 @@ class DSSRec(SASRec):
         parts = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         items = interaction[self.ITEM_ID]
         scores = torch.einsum("bkd,bd->bk", parts, self.item_embedding(items))
-        return scores.amax(1) * self.scale
+        return scores.amax(1) * self.s2i_scale
