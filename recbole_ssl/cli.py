@@ -25,6 +25,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--nproc", type=int, default=1, help="processes (distributed mode if > 1)"
     )
+    parser.add_argument(
+        "--evaluate",
+        default=None,
+        metavar="MODEL_FILE",
+        help="evaluate this saved checkpoint instead of training (other --key=value "
+        "settings, e.g. --eval_args, override the checkpoint's)",
+    )
     parser.add_argument("--ip", default="localhost", help="address of rank 0")
     parser.add_argument("--port", default="5678", help="port of rank 0")
     parser.add_argument("--world_size", type=int, default=-1, help="total processes")
@@ -39,9 +46,15 @@ def main(argv=None):
     """Run from the command line; a user error ends with one line on stderr, exit 2."""
     args = parse_args(argv)
     config_files = args.config_files.split() if args.config_files else None
-    from recbole_ssl.quick_start import run  # after --help, which needs no torch
+    from recbole_ssl.quick_start import (  # after --help, which needs no torch
+        evaluate_checkpoint,
+        run,
+    )
 
     try:
+        if args.evaluate:
+            evaluate_checkpoint(args.evaluate)
+            return 0
         run(
             args.model,
             args.dataset,

@@ -11,6 +11,7 @@ Where a value comes from, lowest priority first:
 3. The plugin's ``properties/model/<Name>.yaml``: a plugin model's defaults win over
    everything internal, so a model's YAML is the one place that states them.
 4. The external inputs, in RecBole's order: config files < ``config_dict`` < command line.
+   A partial ``eval_args`` given there is merged into the default one, key by key.
 
 When the dataset is shipped with the repository (``dataset_atomic/<dataset>/``) and the
 user gives no ``data_path``, that folder is the default, resolved from the package, not
@@ -65,6 +66,13 @@ class Config(RecBoleConfig):
         return [str(f) for f in files if f.is_file()]
 
     def _set_default_parameters(self):
+        # A partial ``eval_args`` (e.g. ``--eval_args="{'mode': 'uni100'}"``) keeps the
+        # other keys of the defaults; RecBole would fill them with its own (random
+        # split and order), which sequential models reject.
+        default = self.internal_config_dict.get("eval_args")
+        given = self.final_config_dict.get("eval_args")
+        if isinstance(default, dict) and isinstance(given, dict):
+            self.final_config_dict["eval_args"] = {**default, **given}
         super()._set_default_parameters()
         train_mode = self.final_config_dict.get("train_mode") or "prefix"
         if train_mode not in TRAIN_MODES:

@@ -223,15 +223,18 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     }
 
 
-def load_data_and_model(model_file):
+def load_data_and_model(model_file, config_dict=None):
     """Rebuild the config, data and model of a checkpoint saved by the plugin's trainers.
 
     The checkpoint is read with ``weights_only=True``; the ``Config`` is rebuilt from
-    the settings the user gave when training (``external_config``).
+    the settings the user gave when training (``external_config``), updated with
+    ``config_dict`` (and, as always, the command line), e.g. another ``eval_args``.
 
     Returns:
         tuple: (config, model, dataset, train_data, valid_data, test_data)
     """
+    if not os.path.isfile(model_file):
+        raise ConfigError(f"checkpoint not found: {model_file}")
     checkpoint = torch.load(model_file, map_location="cpu", weights_only=True)
     if "external_config" not in checkpoint:
         raise ConfigError(
@@ -240,7 +243,9 @@ def load_data_and_model(model_file):
         )
     saved = checkpoint["config"]
     config = build_config(
-        saved["model"], saved["dataset"], config_dict=checkpoint["external_config"]
+        saved["model"],
+        saved["dataset"],
+        config_dict=dict(checkpoint["external_config"], **(config_dict or {})),
     )
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
@@ -251,3 +256,35 @@ def load_data_and_model(model_file):
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, dataset, train_data, valid_data, test_data
+
+
+def evaluate_checkpoint(model_file, config_dict=None):
+    """Evaluate a saved model on validation and test without training it.
+
+    Settings come from the checkpoint, updated by ``config_dict`` and the command
+    line: e.g. ``eval_args`` with ``mode: uni100`` scores the same weights under
+    RecBole's sampled protocol.
+
+    Returns:
+        dict: ``valid_result`` and ``test_result``.
+    """
+    config, model, _, _, valid_data, test_data = load_data_and_model(
+        model_file, config_dict
+    )
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    show = config["show_progress"]
+    result = {
+        "valid_result": trainer.evaluate(
+            valid_data, load_best_model=False, show_progress=show
+        ),
+        "test_result": trainer.evaluate(
+            test_data, load_best_model=False, show_progress=show
+        ),
+    }
+    logger.info(f"evaluated {model_file} with eval_args {config['eval_args']}")
+    logger.info(set_color("valid result", "yellow") + f": {result['valid_result']}")
+    logger.info(set_color("test result", "yellow") + f": {result['test_result']}")
+    return result

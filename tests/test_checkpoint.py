@@ -5,8 +5,13 @@ import os
 
 import pytest
 import torch
+from conftest import assert_one_clear_line, logged_test_result, run_tiny
 
-from recbole_ssl.quick_start import load_data_and_model, run_recbole_ssl
+from recbole_ssl.quick_start import (
+    evaluate_checkpoint,
+    load_data_and_model,
+    run_recbole_ssl,
+)
 from recbole_ssl.trainer import Trainer
 from recbole_ssl.utils import ConfigError
 
@@ -37,6 +42,35 @@ def test_load_data_and_model_reproduces_the_test_result(trained):
         assert torch.equal(tensor, saved[name]), name
     trainer = Trainer(config, model)
     assert trainer.evaluate(test_data, load_best_model=False) == result["test_result"]
+
+
+def test_evaluate_checkpoint_repeats_the_result_and_takes_another_protocol(trained):
+    result, checkpoint_file = trained
+    again = evaluate_checkpoint(checkpoint_file)
+    assert again["test_result"] == result["test_result"]
+    assert again["valid_result"] == result["best_valid_result"]
+    sampled = evaluate_checkpoint(
+        checkpoint_file,
+        {"eval_args": {"mode": {"valid": "full", "test": "uni100"}}},
+    )
+    assert sampled["valid_result"] == result["best_valid_result"]
+    # ranking against 100 sampled items is far easier than against all items
+    assert sampled["test_result"]["hit@10"] > result["test_result"]["hit@10"]
+
+
+def test_evaluate_from_the_command_line(trained, tmp_path):
+    result, checkpoint_file = trained
+    before = os.stat(checkpoint_file).st_mtime_ns
+    out = run_tiny(tmp_path, "SASRec", f"--evaluate={checkpoint_file}", "--state=INFO")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert logged_test_result(out.stderr) == dict(result["test_result"])
+    # nothing was trained or saved
+    assert glob.glob(os.path.join(os.path.dirname(checkpoint_file), "*")) == [
+        checkpoint_file
+    ]
+    assert os.stat(checkpoint_file).st_mtime_ns == before
+    out = run_tiny(tmp_path, "SASRec", f"--evaluate={tmp_path / 'none.pth'}")
+    assert_one_clear_line(out, "checkpoint not found")
 
 
 def test_resume_checkpoint(trained, tiny_config):

@@ -23,6 +23,21 @@ def test_plugin_overall_overrides_recbole_internal_files(tiny_config):
     assert config["eval_mask_history"] is True
 
 
+def test_partial_eval_args_keep_the_other_default_keys(tiny_config, monkeypatch):
+    given = {"mode": {"valid": "full", "test": "uni100"}}
+    config = Config("SASRec", "tiny", config_dict=dict(tiny_config, eval_args=given))
+    assert config["eval_args"] == {
+        "split": {"LS": "valid_and_test"},
+        "order": "TO",
+        "group_by": "user",
+        "mode": {"valid": "full", "test": "uni100"},
+    }
+    monkeypatch.setattr(sys, "argv", ["run", "--eval_args={'mode': 'uni100'}"])
+    config = Config("SASRec", "tiny", config_dict=tiny_config)
+    assert config["eval_args"]["order"] == "TO"
+    assert config["eval_args"]["mode"] == {"valid": "uni100", "test": "uni100"}
+
+
 def test_model_yaml_overrides_plugin_overall(tiny_config):
     overall = yaml.safe_load((PROPERTIES_DIR / "overall.yaml").read_text())
     assert overall["train_mode"] == "prefix"
