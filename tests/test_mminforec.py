@@ -87,6 +87,44 @@ def test_one_copy_one_positive_is_the_vanilla_nce():
         assert torch.allclose(got, nce, atol=1e-6)
 
 
+def test_cosine_mince_by_hand():
+    # prediction (3, 4) has norm 5; instances of items 1 and 2 lie along the axes
+    predictions = torch.tensor([[3.0, 4.0]])
+    instances = torch.tensor([[[2.0, 0.0]], [[0.0, 0.5]]])
+    items = torch.tensor([1, 2])
+    # cosines 0.6 (positive, item 1) and 0.8 (negative), temperature 0.5
+    want = -math.log(math.exp(1.2) / (math.exp(1.2) + math.exp(1.6)))
+    got = mince(predictions, items[:1], instances, items, 0.5, similarity="cos")
+    assert got.item() == pytest.approx(want, rel=1e-6)
+    # the dot product sees the lengths: 6 against 2
+    dot = mince(predictions, items[:1], instances, items, 0.5)
+    assert dot.item() == pytest.approx(math.log1p(math.exp(4 - 12)), abs=1e-6)
+    with pytest.raises(ValueError, match="unknown similarity 'l2'"):
+        mince(predictions, items[:1], instances, items, 0.5, similarity="l2")
+
+
+def test_cosine_scores_are_cosines(tiny_config):
+    _, model, _, _ = prepare(dict(tiny_config, mince_similarity="cos"))
+    model.eval()
+    batch = Interaction(
+        {
+            model.ITEM_SEQ: torch.tensor([[3, 4, 0], [5, 0, 0]]),
+            model.ITEM_SEQ_LEN: torch.tensor([2, 1]),
+        }
+    )
+    with torch.no_grad():
+        scores = model.full_sort_predict(batch)
+        predicted = model.read_memory(
+            model.gather_indexes(
+                model.contexts(batch[model.ITEM_SEQ]), torch.tensor([1, 0])
+            )
+        )
+        latents = model.encode_items(torch.arange(1, model.n_items))
+    want = F.cosine_similarity(predicted[:, None], latents[None], dim=-1)
+    assert torch.allclose(scores[:, 1:], want, atol=1e-5)
+    assert torch.all(scores[:, 0] == 0)  # the padding item
+
+
 # ---------------------------------------------------------------- model pieces
 
 
@@ -205,6 +243,7 @@ def test_one_epoch_through_the_run_script(tmp_path):
         ("--memory_type=big", "memory_type must be one of ['residual'"),
         ("--positive_copies=0", "positive_copies must be an integer >= 1, got 0"),
         ("--mince_temperature=0", "mince_temperature must be a number > 0, got 0"),
+        ("--mince_similarity=l2", "mince_similarity must be one of ['dot', 'cos']"),
         (
             "--pred_step=2 --train_mode=prefix",
             "pred_step > 1 needs train_mode 'sequence'",

@@ -96,6 +96,26 @@ def test_contrastive_gradients_benchmark_runs(tmp_path):
         assert rec > 0 and cl > 0 and ratio == pytest.approx(cl / rec, rel=0.01)
 
 
+def test_mminforec_collapse_benchmark_runs(tmp_path):
+    out = run_script(
+        "benchmarks/mminforec_collapse.py",
+        "--dataset=tiny",
+        f"--data_path={DATA_DIR}",
+        "--steps=3",
+        "--settings",
+        '{"mince_similarity": "cos", "mince_temperature": 0.3}',
+        '{"mince_similarity": "dot", "mince_temperature": 3.333, "memory_type": "none"}',
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line.split() for line in out.stdout.splitlines()[2:]]
+    assert [row[:2] for row in rows] == [["cos", "0.3"], ["dot", "3.333"]]
+    assert '"memory_type": "none"' in out.stdout
+    for row in rows:
+        first, last, uniform, cos = (float(v) for v in row[-5:-1])
+        assert first > 0 and last > 0 and uniform > 0 and -1 <= cos <= 1
+
+
 def test_s3rec_speed_benchmark_runs(tmp_path):
     out = run_script(
         "benchmarks/s3rec_speed.py",

@@ -128,7 +128,15 @@ def intent_nce(views, intents, intent_ids=None, temperature=1.0, similarity="dot
     return F.cross_entropy(logits, target)
 
 
-def mince(predictions, targets, instances, instance_items, temperature, multi=True):
+def mince(
+    predictions,
+    targets,
+    instances,
+    instance_items,
+    temperature,
+    multi=True,
+    similarity="dot",
+):
     """MMInfoRec's multi-instance NCE (Eq. 6), or the vanilla NCE of Eq. 5.
 
     Args:
@@ -138,6 +146,7 @@ def mince(predictions, targets, instances, instance_items, temperature, multi=Tr
             (MMInfoRec: the ground truths of all scored positions).
         instance_items: ``[N]`` their item ids.
         temperature: a true temperature (logits are divided by it).
+        similarity: ``dot`` (the paper's ``z_hat . z``) or ``cos`` (both unit length).
         multi: MINCE: the positives of a prediction are all copies of every
             instance of its target item (repeats in the batch included); every other
             copy is a negative (other sequences: general, same sequence: temporal).
@@ -151,6 +160,11 @@ def mince(predictions, targets, instances, instance_items, temperature, multi=Tr
     """
     if not multi:
         instances = instances[:, :1]
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"unknown similarity {similarity!r}; use {SIMILARITIES}")
+    if similarity == "cos":
+        predictions = F.normalize(predictions, dim=-1)
+        instances = F.normalize(instances, dim=-1)
     n, q, dim = instances.shape
     logits = predictions @ instances.reshape(n * q, dim).t() / temperature  # [P, N*q]
     same = (targets[:, None] == instance_items[None, :]).repeat_interleave(q, dim=1)
