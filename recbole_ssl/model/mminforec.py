@@ -72,8 +72,11 @@ class MMInfoRec(SASRec):
           repeats give distinct positives; negatives are counted per occurrence, not
           per unique item (the paper counts unique items, ``|N_i| = D - 1``).
         * The memory's MLP is Linear-ReLU-Linear (the paper does not specify it).
-        * ``g_enc`` has its own dropout, ``attribute_dropout_prob``; its LayerNorm and
-          layers are separate from ``g_ta``'s.
+        * ``g_enc`` has its own dropout, ``attribute_dropout_prob`` (0.1; the paper
+          gives 0.5 for ``g_ta`` only); its LayerNorm and layers are separate from
+          ``g_ta``'s. With 0.5 the Beauty run (cosine, 0.3) peaked at validation
+          NDCG@20 0.0279 after 29 epochs; with 0.1 it was 0.0280 after 3 and 0.0415
+          after 21.
         * Training rows follow ``train_mode``; ``pred_step > 1`` needs ``sequence``
           (prefix rows do not hold the items after their target).
     """
