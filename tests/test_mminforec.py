@@ -20,6 +20,16 @@ from recbole_ssl.model.losses import mince
 from recbole_ssl.model.mminforec import future_targets
 
 
+def two_sequences(model):
+    """A batch of two right-padded histories, [3, 4] and [5]."""
+    return Interaction(
+        {
+            model.ITEM_SEQ: torch.tensor([[3, 4, 0], [5, 0, 0]]),
+            model.ITEM_SEQ_LEN: torch.tensor([2, 1]),
+        }
+    )
+
+
 def prepare(config_dict, dataset="tiny"):
     return build("MMInfoRec", config_dict, dataset)[:4]
 
@@ -106,12 +116,7 @@ def test_cosine_mince_by_hand():
 def test_cosine_scores_are_cosines(tiny_config):
     _, model, _, _ = prepare(dict(tiny_config, mince_similarity="cos"))
     model.eval()
-    batch = Interaction(
-        {
-            model.ITEM_SEQ: torch.tensor([[3, 4, 0], [5, 0, 0]]),
-            model.ITEM_SEQ_LEN: torch.tensor([2, 1]),
-        }
-    )
+    batch = two_sequences(model)
     with torch.no_grad():
         scores = model.full_sort_predict(batch)
         predicted = model.read_memory(
@@ -206,12 +211,7 @@ def test_evaluation_encodes_the_items_once(tiny_config):
 
     model.encode_items = counting
     model.eval()
-    batch = Interaction(
-        {
-            model.ITEM_SEQ: torch.tensor([[3, 4, 0], [5, 0, 0]]),
-            model.ITEM_SEQ_LEN: torch.tensor([2, 1]),
-        }
-    )
+    batch = two_sequences(model)
     with torch.no_grad():
         first = model.full_sort_predict(batch)
         all_items = len(calls)
