@@ -116,6 +116,41 @@ def test_mminforec_collapse_benchmark_runs(tmp_path):
         assert first > 0 and last > 0 and uniform > 0 and -1 <= cos <= 1
 
 
+def test_dssrec_pace_benchmark_runs(tmp_path):
+    out = run_script(
+        "benchmarks/dssrec_pace.py",
+        "--dataset=tiny",
+        f"--data_path={DATA_DIR}",
+        "--steps=2",
+        "--settings",
+        '{"model": "SASRec"}',
+        '{"model": "DSSRec", "s2s_weight": 0.5}',
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = out.stdout.splitlines()[2:]
+    assert [row.split("}")[0] + "}" for row in rows] == [
+        '{"model": "SASRec"}',
+        '{"model": "DSSRec", "s2s_weight": 0.5}',
+    ]
+    sasrec, dssrec = ([float(v) for v in row.split("}")[1].split()] for row in rows)
+    assert sasrec[3] == 0 and dssrec[3] > 0  # only DSSRec has a seq2seq part
+    for first, last, uniform, _, seconds in (sasrec, dssrec):
+        assert 0 < first < 2 * uniform and 0 < last < 2 * uniform and seconds > 0
+
+
+def test_dssrec_pace_benchmark_rejects_a_setting_without_model(tmp_path):
+    out = run_script(
+        "benchmarks/dssrec_pace.py",
+        "--dataset=tiny",
+        f"--data_path={DATA_DIR}",
+        "--settings",
+        '{"s2s_weight": 0.5}',
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2 and 'needs "model"' in out.stderr
+
+
 def test_s3rec_speed_benchmark_runs(tmp_path):
     out = run_script(
         "benchmarks/s3rec_speed.py",
