@@ -198,6 +198,21 @@ def test_lambda_zero_is_the_plain_seq2item_model(tiny_config):
     assert model.disentangle.prototypes.grad.abs().sum() > 0
 
 
+def test_s2s_weight_scales_only_the_seq2seq_part(tiny_config):
+    _, model, train_data, _ = prepare(dict(tiny_config, s2s_weight=0.1))
+    assert model.s2s_weight == 0.1
+    batch = next(iter(train_data))
+    model.eval()  # no dropout; the random cuts are seeded below
+    losses = {}
+    for weight in (0.1, 1.0):
+        model.s2s_weight = weight
+        torch.manual_seed(0)
+        losses[weight] = model.calculate_loss(batch)
+    assert losses[1.0].s2s_loss > 0
+    assert torch.allclose(losses[0.1].s2s_loss, 0.1 * losses[1.0].s2s_loss)
+    assert torch.equal(losses[0.1].s2i_loss, losses[1.0].s2i_loss)
+
+
 def test_seq2seq_gradients_reach_both_sides(tiny_config):
     _, model, train_data, _ = prepare(tiny_config)
     losses = model.calculate_loss(next(iter(train_data)))
