@@ -17,16 +17,18 @@ import json
 import math
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from recbole.utils import init_seed  # noqa: E402
-
-from recbole_ssl import utils  # noqa: E402
-from recbole_ssl.config import Config  # noqa: E402
+from bench_probe import (  # noqa: E402
+    QUIET,
+    add_probe_arguments,
+    first_and_last_fifth,
+    first_batches,
+    train_from_seed,
+)
 
 SETTINGS = (
     {"mince_similarity": "dot", "mince_temperature": 3.333},
@@ -34,69 +36,33 @@ SETTINGS = (
     {"mince_similarity": "cos", "mince_temperature": 0.3},
     {"mince_similarity": "cos", "mince_temperature": 0.1},
 )
-QUIET = {"state": "ERROR", "show_progress": False}
 
 
-def probe(dataset_name, train_data, batches, setting):
-    config = Config("MMInfoRec", dataset_name, config_dict=dict(QUIET, **setting))
-    init_seed(config["seed"], True)
-    model = config.model_class(config, train_data._dataset)
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=config["learning_rate"],
-        weight_decay=config["weight_decay"],
+def probe(args, dataset, batches, setting):
+    model, losses, seconds = train_from_seed(
+        "MMInfoRec", args, dict(QUIET, **setting), dataset, batches
     )
-    model.train()
-    losses, start = [], time.time()
-    for batch in batches:
-        optimizer.zero_grad()
-        loss = model.calculate_loss(batch)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    seconds = time.time() - start
     positions = (model.next_item_targets(batches[-1]) > 0).sum().item()
     model.eval()
     with torch.no_grad():
         items = torch.arange(1, min(2001, model.n_items))
         z = F.normalize(model.encode_items(items), dim=-1)
-    fifth = max(1, len(losses) // 5)
-    return (
-        sum(losses[:fifth]) / fifth,
-        sum(losses[-fifth:]) / fifth,
-        math.log(positions),
-        (z @ z.t()).mean().item(),
-        seconds,
-    )
+    first, last = first_and_last_fifth([loss for loss, in losses])
+    return first, last, math.log(positions), (z @ z.t()).mean().item(), seconds
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="amazon-beauty")
-    parser.add_argument("--data_path", default=None)
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--settings", nargs="*", type=json.loads, default=SETTINGS)
+    add_probe_arguments(parser, steps=60, settings=SETTINGS)
     args = parser.parse_args()
-    if args.data_path:
-        QUIET["data_path"] = args.data_path
-
-    base = Config("MMInfoRec", args.dataset, config_dict=QUIET)
-    dataset = utils.create_dataset(base)
-    train_data, _, _ = utils.data_preparation(base, dataset)
-    batches = []
-    for batch in train_data:
-        batches.append(batch)
-        if len(batches) == args.steps:
-            break
+    dataset, batches = first_batches("MMInfoRec", args, QUIET)
     print(
         f"# {args.dataset}, MMInfoRec, {len(batches)} training batches from "
         f"initialisation, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     print("setting                    first loss  last loss  uniform  z cos   seconds")
     for setting in args.settings:
-        first, last, uniform, cos, seconds = probe(
-            args.dataset, train_data, batches, setting
-        )
+        first, last, uniform, cos, seconds = probe(args, dataset, batches, setting)
         name = f"{setting.get('mince_similarity', '?')} {setting.get('mince_temperature', '?')}"
         extra = {
             k: v

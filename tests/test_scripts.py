@@ -6,6 +6,13 @@ import pytest
 from conftest import DATA_DIR, REPO_DIR, run_script
 
 
+def run_benchmark(script, *options, cwd):
+    """``script`` on the tests' tiny dataset."""
+    return run_script(
+        script, "--dataset=tiny", f"--data_path={DATA_DIR}", *options, cwd=cwd
+    )
+
+
 def test_run_hyper_two_trials(tmp_path):
     params = tmp_path / "hyper.test"
     params.write_text("learning_rate choice [0.001,0.01]\n")
@@ -40,10 +47,8 @@ def test_ci_runs_the_readme_commands_verbatim():
 
 
 def test_regime_speed_benchmark_runs(tmp_path):
-    out = run_script(
+    out = run_benchmark(
         "benchmarks/regime_speed.py",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -57,10 +62,8 @@ def test_regime_speed_benchmark_runs(tmp_path):
 
 
 def test_contrastive_speed_benchmark_runs(tmp_path):
-    out = run_script(
+    out = run_benchmark(
         "benchmarks/contrastive_speed.py",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -78,10 +81,8 @@ def test_contrastive_speed_benchmark_runs(tmp_path):
 
 
 def test_contrastive_gradients_benchmark_runs(tmp_path):
-    out = run_script(
+    out = run_benchmark(
         "benchmarks/contrastive_gradients.py",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -97,10 +98,8 @@ def test_contrastive_gradients_benchmark_runs(tmp_path):
 
 
 def test_mminforec_collapse_benchmark_runs(tmp_path):
-    out = run_script(
+    out = run_benchmark(
         "benchmarks/mminforec_collapse.py",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
         "--steps=3",
         "--settings",
         '{"mince_similarity": "cos", "mince_temperature": 0.3}',
@@ -117,10 +116,8 @@ def test_mminforec_collapse_benchmark_runs(tmp_path):
 
 
 def test_dssrec_pace_benchmark_runs(tmp_path):
-    out = run_script(
+    out = run_benchmark(
         "benchmarks/dssrec_pace.py",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
         "--steps=2",
         "--settings",
         '{"model": "SASRec"}',
@@ -140,10 +137,8 @@ def test_dssrec_pace_benchmark_runs(tmp_path):
 
 
 def test_dssrec_pace_benchmark_rejects_a_setting_without_model(tmp_path):
-    out = run_script(
+    out = run_benchmark(
         "benchmarks/dssrec_pace.py",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
         "--settings",
         '{"s2s_weight": 0.5}',
         cwd=tmp_path,
@@ -173,10 +168,8 @@ def test_s3rec_speed_benchmark_runs(tmp_path):
 
 
 def test_speed_benchmark_takes_other_models(tmp_path):
-    out = run_script(
+    out = run_benchmark(
         "benchmarks/contrastive_speed.py",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
         "--models=SASRec,DSSRec",
         cwd=tmp_path,
     )
