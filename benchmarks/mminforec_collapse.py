@@ -47,7 +47,7 @@ def probe(args, dataset, batches, setting):
     with torch.no_grad():
         items = torch.arange(1, min(2001, model.n_items))
         z = F.normalize(model.encode_items(items), dim=-1)
-    first, last = first_and_last_fifth([loss for loss, in losses])
+    first, last = first_and_last_fifth([parts[0] for parts in losses])  # MINCE
     return first, last, math.log(positions), (z @ z.t()).mean().item(), seconds
 
 

@@ -177,7 +177,7 @@ def test_items_with_and_without_attributes(tiny_config, tmp_path):
         dict(tiny_config, data_path=str(tmp_path)), dataset="noitem"
     )
     assert model.attributes is None
-    assert torch.isfinite(model.calculate_loss(next(iter(train_data))))
+    assert torch.isfinite(sum(model.calculate_loss(next(iter(train_data)))))
 
 
 def test_dropout_copies_differ_in_training_only(tiny_config):
@@ -192,7 +192,7 @@ def test_dropout_copies_differ_in_training_only(tiny_config):
 
 def test_gradients_reach_every_module(tiny_config):
     _, model, train_data, _ = prepare(dict(tiny_config, pred_step=2))
-    model.calculate_loss(next(iter(train_data))).backward()
+    sum(model.calculate_loss(next(iter(train_data)))).backward()
     for name in ("item_embedding", "attribute_embedding", "memory_mlp", "predictor"):
         grads = [p.grad for p in getattr(model, name).parameters()]
         assert all(g is not None and g.abs().sum() > 0 for g in grads), name
@@ -224,6 +224,46 @@ def test_evaluation_encodes_the_items_once(tiny_config):
     assert model._item_cache is None  # training invalidates the cache
 
 
+# ---------------------------------------------------------------- next-item CE
+
+
+def test_next_item_ce_by_hand(tiny_config):
+    _, model, _, _ = prepare(dict(tiny_config, ce_weight=1.0, ce_temperature=0.5))
+    predicted = torch.tensor([[3.0, 4.0] + [0.0] * 62])  # unit length: [0.6, 0.8, 0..]
+    latents = torch.zeros(4, 64)
+    latents[0, 0] = 1.0  # the padding row never counts
+    latents[1, 0] = 1.0  # cos 0.6
+    latents[2, 1] = 1.0  # cos 0.8
+    latents[3, 0] = -1.0  # cos -0.6
+    got = model.next_item_ce(predicted, torch.tensor([2]), latents)
+    logits = torch.tensor([0.6, 0.8, -0.6]) / 0.5
+    assert got.item() == pytest.approx(
+        -torch.log_softmax(logits, 0)[1].item(), abs=1e-6
+    )
+
+
+def test_ce_weight_scales_only_its_part_and_reaches_every_item(tiny_config):
+    parts = {}
+    for weight in (0.0, 1.0, 2.0):
+        _, model, train_data, _ = prepare(dict(tiny_config, ce_weight=weight))
+        batch = next(iter(train_data))
+        torch.manual_seed(0)
+        parts[weight] = model.calculate_loss(batch)
+        sum(parts[weight]).backward()
+        in_batch = torch.zeros(model.n_items, dtype=torch.bool)
+        in_batch[batch[model.ITEM_SEQ].flatten()] = True
+        in_batch[batch[model.POS_ITEM_ID]] = True
+        grad = model.item_embedding.weight.grad.abs().sum(1)
+        assert (grad[in_batch & (torch.arange(model.n_items) > 0)] > 0).all()
+        outside = grad[~in_batch]
+        assert outside.numel() > 0
+        # MINCE ranks the batch's items only; the CE reaches every item
+        assert (outside > 0).all() if weight else (outside == 0).all(), weight
+    assert parts[0.0].ce_loss.item() == 0.0
+    assert parts[1.0].ce_loss.item() > 0
+    assert parts[2.0].ce_loss.item() == pytest.approx(2 * parts[1.0].ce_loss.item())
+
+
 # ---------------------------------------------------------------- runs, config
 
 
@@ -244,6 +284,8 @@ def test_one_epoch_through_the_run_script(tmp_path):
         ("--positive_copies=0", "positive_copies must be an integer >= 1, got 0"),
         ("--mince_temperature=0", "mince_temperature must be a number > 0, got 0"),
         ("--mince_similarity=l2", "mince_similarity must be one of ['dot', 'cos']"),
+        ("--ce_weight=-1", "ce_weight must be a number >= 0, got -1"),
+        ("--ce_temperature=0", "ce_temperature must be a number > 0, got 0"),
         (
             "--pred_step=2 --train_mode=prefix",
             "pred_step > 1 needs train_mode 'sequence'",

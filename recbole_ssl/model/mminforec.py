@@ -1,6 +1,7 @@
 """MMInfoRec: memory-augmented multi-instance contrastive predictive coding."""
 
 from logging import getLogger
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,13 @@ from recbole_ssl.model.sasrec import SASRec
 from recbole_ssl.utils import ConfigError, check_choice, check_integer, check_number
 
 MEMORY_TYPES = ("residual", "no_residual", "none")
+
+
+class MMInfoRecLoss(NamedTuple):
+    """MINCE and the optional next-item cross-entropy; RecBole's trainer sums them."""
+
+    mince_loss: torch.Tensor  # Eq. 6 (or Eq. 5), mean over the prediction steps
+    ce_loss: torch.Tensor  # ce_weight * CE over all items' latents (0 when off)
 
 
 def future_targets(item_seq, lengths, target, step):
@@ -77,6 +85,12 @@ class MMInfoRec(SASRec):
           ``g_ta``'s. With 0.5 the Beauty run (cosine, 0.3) peaked at validation
           NDCG@20 0.0279 after 29 epochs; with 0.1 it was 0.0280 after 3 and 0.0415
           after 21.
+        * ``ce_weight`` (0 by default: the paper's MINCE alone) adds a next-item
+          cross-entropy over all items' latents, ``sim(z_hat, z) / ce_temperature``,
+          with one dropout pass over the whole item table per batch. MINCE ranks a
+          prediction only against the batch's ground truths (a popularity-biased
+          sample); this is the loss SASRec and the other models of the plugin train
+          with. It is a separate part of the loss (``MMInfoRecLoss``) so both are logged.
         * Training rows follow ``train_mode``; ``pred_step > 1`` needs ``sequence``
           (prefix rows do not hold the items after their target).
     """
@@ -90,6 +104,8 @@ class MMInfoRec(SASRec):
         self.temperature = config["mince_temperature"]
         self.multi_instance = config["multi_instance"]
         self.similarity = config["mince_similarity"]
+        self.ce_weight = config["ce_weight"]
+        self.ce_temperature = config["ce_temperature"]
         self.attributes = load_item_attributes(
             dataset, config["item_attribute"], getLogger(), "MMInfoRec"
         )
@@ -132,6 +148,8 @@ class MMInfoRec(SASRec):
         check_integer("attribute_layers", config["attribute_layers"], 1)
         check_number("attribute_dropout_prob", config["attribute_dropout_prob"], 0, 1)
         check_number("mince_temperature", config["mince_temperature"], 0, low_open=True)
+        check_number("ce_weight", config["ce_weight"], 0)
+        check_number("ce_temperature", config["ce_temperature"], 0, low_open=True)
         check_choice("memory_type", config["memory_type"], MEMORY_TYPES)
         check_choice("multi_instance", config["multi_instance"], (True, False))
         check_choice("mince_similarity", config["mince_similarity"], SIMILARITIES)
@@ -181,12 +199,25 @@ class MMInfoRec(SASRec):
 
     # ------------------------------------------------------------------ training
 
+    loss_parts = MMInfoRecLoss
+
+    def next_item_ce(self, predicted, truth, latents):
+        """Cross-entropy of ``truth`` among all items, scores ``sim(z_hat, z) /
+        ce_temperature`` with ``latents`` the items' ``z`` of this batch."""
+        if self.similarity == "cos":
+            predicted = F.normalize(predicted, dim=-1)
+        logits = predicted @ latents.t() / self.ce_temperature  # [P, n_items]
+        logits[:, 0] = torch.finfo(logits.dtype).min  # the padding item
+        return F.cross_entropy(logits, truth)
+
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
         lengths = interaction[self.ITEM_SEQ_LEN]
         context = self.contexts(item_seq)  # [B, L, D]
         predicted = self.read_memory(context)  # z_hat at every position
-        losses = []
+        # one dropout pass over every item per batch, shared by the steps
+        latents = self.item_latents() if self.ce_weight > 0 else None
+        losses, ce_losses = [], []
         for step in range(1, self.pred_step + 1):
             if step == 1:
                 targets = self.next_item_targets(interaction)
@@ -214,9 +245,15 @@ class MMInfoRec(SASRec):
                     similarity=self.similarity,
                 )
             )
+            if latents is not None:
+                ce_losses.append(self.next_item_ce(predicted[scored], truth, latents))
         if not losses:  # no position has a target
-            return predicted.sum() * 0.0
-        return torch.stack(losses).mean()
+            zero = predicted.sum() * 0.0
+            return MMInfoRecLoss(zero, zero)
+        mince_loss = torch.stack(losses).mean()
+        if not ce_losses:
+            return MMInfoRecLoss(mince_loss, mince_loss.new_zeros(()))
+        return MMInfoRecLoss(mince_loss, self.ce_weight * torch.stack(ce_losses).mean())
 
     # ------------------------------------------------------------------ prediction
 
