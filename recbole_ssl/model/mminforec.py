@@ -253,9 +253,10 @@ class MMInfoRec(SASRec):
             zero = predicted.sum() * 0.0
             return MMInfoRecLoss(zero, zero)
         mince_loss = torch.stack(losses).mean()
-        if not ce_losses:
-            return MMInfoRecLoss(mince_loss, mince_loss.new_zeros(()))
-        return MMInfoRecLoss(mince_loss, self.ce_weight * torch.stack(ce_losses).mean())
+        ce_loss = (
+            torch.stack(ce_losses).mean() if ce_losses else torch.zeros_like(mince_loss)
+        )
+        return MMInfoRecLoss(mince_loss, self.ce_weight * ce_loss)
 
     # ------------------------------------------------------------------ prediction
 
