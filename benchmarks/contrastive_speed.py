@@ -2,8 +2,12 @@
 
     python benchmarks/contrastive_speed.py [--dataset amazon-beauty] [--epochs 1]
     python benchmarks/contrastive_speed.py --models SASRec,DSSRec
+    python benchmarks/contrastive_speed.py --models 'SASRec,MMInfoRec,MMInfoRec[ce_weight=0]'
 
-Any plugin model can be listed in ``--models`` (SASRec first, for the ratios).
+Any plugin model can be listed in ``--models`` (SASRec first, for the ratios), each
+optionally with config overrides in brackets, ``Name[key=value;key=value]`` (values
+are read as YAML, like the command line's), so two settings of one model are timed in
+the same run.
 
 All with their YAML defaults (``sequence`` regime, CE, batch 256). CoSeRec's one-off
 ItemCF-IUF table and its per-epoch hybrid refresh (Eq. 11) are timed apart from its
@@ -22,6 +26,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import torch  # noqa: E402
+import yaml  # noqa: E402
 from bench_timing import time_epochs  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
@@ -29,6 +34,22 @@ from recbole_ssl import utils  # noqa: E402
 from recbole_ssl.config import Config  # noqa: E402
 
 MODELS = ("SASRec", "CL4SRec", "CoSeRec", "ICLRec")
+
+
+def parse_model(spec):
+    """``'MMInfoRec[ce_weight=0;pred_step=2]'`` -> ``('MMInfoRec', {'ce_weight': 0, ...})``."""
+    name, bracket, rest = spec.partition("[")
+    if not bracket:
+        return spec, {}
+    if not rest.endswith("]"):
+        raise SystemExit(f"--models: {spec!r} must end with ']' (Name[key=value;...])")
+    overrides = {}
+    for pair in filter(None, rest[:-1].split(";")):
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise SystemExit(f"--models: {pair!r} in {spec!r} is not key=value")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return name, overrides
 
 
 def measure(model_name, dataset_name, epochs, extra):
@@ -73,13 +94,18 @@ def main():
         f"{torch.get_num_threads()} threads, {platform.machine()}, "
         f"{os.cpu_count()} cores"
     )
-    print(f"{'model':<10}{'s/epoch':>10}{'vs SASRec':>11}{'eval s':>9}")
+    specs = args.models.split(",")
+    width = max(10, *(len(spec) + 1 for spec in specs))
+    print(f"{'model':<{width}}{'s/epoch':>10}{'vs SASRec':>11}{'eval s':>9}")
     base = None
-    for model_name in args.models.split(","):
-        epoch_s, eval_s, extra_s = measure(model_name, args.dataset, args.epochs, extra)
-        base = epoch_s if model_name == "SASRec" else base
+    for spec in specs:
+        model_name, overrides = parse_model(spec)
+        epoch_s, eval_s, extra_s = measure(
+            model_name, args.dataset, args.epochs, dict(extra, **overrides)
+        )
+        base = epoch_s if spec == "SASRec" else base
         ratio = f"{epoch_s / base:.2f}x" if base else "-"
-        print(f"{model_name:<10}{epoch_s:>10.1f}{ratio:>11}{eval_s:>9.1f}", flush=True)
+        print(f"{spec:<{width}}{epoch_s:>10.1f}{ratio:>11}{eval_s:>9.1f}", flush=True)
         for name, seconds in extra_s.items():
             if name == "E-step":
                 share = seconds / epoch_s

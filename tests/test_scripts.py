@@ -175,3 +175,26 @@ def test_speed_benchmark_takes_other_models(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert re.search(r"DSSRec\s+[0-9.]+\s+[0-9.]+x", out.stdout)
+
+
+def test_speed_benchmark_times_two_settings_of_one_model(tmp_path):
+    out = run_benchmark(
+        "benchmarks/contrastive_speed.py",
+        "--models=SASRec,MMInfoRec,MMInfoRec[ce_weight=0;memory_type=none]",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.search(r"\nMMInfoRec\s+[0-9.]+\s+[0-9.]+x", out.stdout)
+    assert re.search(
+        r"MMInfoRec\[ce_weight=0;memory_type=none\]\s+[0-9.]+\s+[0-9.]+x", out.stdout
+    )
+
+
+def test_speed_benchmark_rejects_a_malformed_override(tmp_path):
+    out = run_benchmark(
+        "benchmarks/contrastive_speed.py",
+        "--models=SASRec,MMInfoRec[ce_weight]",
+        cwd=tmp_path,
+    )
+    assert out.returncode != 0
+    assert "'ce_weight' in 'MMInfoRec[ce_weight]' is not key=value" in out.stderr
