@@ -167,23 +167,14 @@ def test_s3rec_speed_benchmark_runs(tmp_path):
     assert re.search(r"S3Rec finetune / SASRec per epoch: [0-9.]+x", out.stdout)
 
 
-def test_speed_benchmark_takes_other_models(tmp_path):
+def test_speed_benchmark_takes_other_models_and_two_settings_of_one(tmp_path):
     out = run_benchmark(
         "benchmarks/contrastive_speed.py",
-        "--models=SASRec,DSSRec",
+        "--models=SASRec,DSSRec,MMInfoRec,MMInfoRec[ce_weight=0;memory_type=none]",
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert re.search(r"DSSRec\s+[0-9.]+\s+[0-9.]+x", out.stdout)
-
-
-def test_speed_benchmark_times_two_settings_of_one_model(tmp_path):
-    out = run_benchmark(
-        "benchmarks/contrastive_speed.py",
-        "--models=SASRec,MMInfoRec,MMInfoRec[ce_weight=0;memory_type=none]",
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
     assert re.search(r"\nMMInfoRec\s+[0-9.]+\s+[0-9.]+x", out.stdout)
     assert re.search(
         r"MMInfoRec\[ce_weight=0;memory_type=none\]\s+[0-9.]+\s+[0-9.]+x", out.stdout
