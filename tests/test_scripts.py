@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from conftest import DATA_DIR, REPO_DIR, run_script
+from conftest import DATA_DIR, REPO_DIR, run_script, run_tiny
 
 
 def run_benchmark(script, *options, cwd):
@@ -189,3 +189,27 @@ def test_speed_benchmark_rejects_a_malformed_override(tmp_path):
     )
     assert out.returncode != 0
     assert "'ce_weight' in 'MMInfoRec[ce_weight]' is not key=value" in out.stderr
+
+
+def test_popularity_bias_ranks_agree_with_recbole(tmp_path):
+    out = run_tiny(
+        tmp_path, "MMInfoRec", "--epochs=1", "--show_progress=False", "--state=ERROR"
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    (checkpoint,) = (tmp_path / "saved").glob("*.pth")
+    out = run_script(
+        "benchmarks/popularity_bias.py", str(checkpoint), "--k=10", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    head = re.search(
+        r"\(MMInfoRec, (\d+) test users\)\n  NDCG@10 ([0-9.]+) \(RecBole: ([0-9.]+)\)",
+        out.stdout,
+    )
+    users, ours, recbole = int(head.group(1)), float(head.group(2)), head.group(3)
+    assert ours == pytest.approx(float(recbole), abs=5e-5)  # RecBole rounds to 4
+    buckets = re.findall(r"target popularity \d+-\d+ \((\d+) users\)", out.stdout)
+    assert len(buckets) <= 5 and sum(map(int, buckets)) == users == 289
+    missing = run_script("benchmarks/popularity_bias.py", "nope.pth", cwd=tmp_path)
+    assert (
+        missing.returncode == 1 and "checkpoint not found: nope.pth" in missing.stderr
+    )

@@ -1,0 +1,106 @@
+"""How popular are a trained model's recommendations, and where does it win or lose?
+
+    python benchmarks/popularity_bias.py CHECKPOINT [CHECKPOINT ...] [--k 10] [--buckets 5]
+
+For each checkpoint saved by ``run_recbole_ssl.py`` (its own settings, data and
+split, as ``--evaluate`` rebuilds them) the script ranks every item for every test
+user with the model's full-sort scores, the user's history masked as in RecBole's
+evaluation, and prints:
+
+* ``NDCG@k`` and ``HR@k`` from these ranks next to RecBole's own ``ndcg@k`` of the
+  same checkpoint (the two must agree: a check that the ranks are the evaluator's);
+* the mean and median popularity of the top-k items, popularity being an item's
+  interactions outside the test split (what the model could have seen);
+* ``NDCG@k`` and ``HR@k`` per popularity bucket of the test target (equal-sized
+  quantiles of the target's popularity, least popular first).
+
+A diagnostic for results/amazon-beauty.md, not an evaluation protocol: model
+selection and every reported metric stay RecBole's.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from recbole_ssl.quick_start import load_data_and_model  # noqa: E402
+from recbole_ssl.utils import get_trainer  # noqa: E402
+
+
+def rank_test_targets(model, test_data, k):
+    """``(ranks, targets, tops)``: each test target's 0-based rank among all items
+    and the top-``k`` item ids per user, the padding item and the user's history
+    excluded as in RecBole's full sort (one target per user: leave-one-out)."""
+    ranks, targets, tops = [], [], []
+    model.eval()
+    with torch.no_grad():
+        for interaction, history, positive_u, positive_i in test_data:
+            scores = model.full_sort_predict(interaction.to(model.device))
+            scores = scores.view(-1, test_data._dataset.item_num).cpu()
+            scores[:, 0] = -torch.inf
+            if history is not None:
+                scores[history] = -torch.inf
+            target = torch.zeros(scores.size(0), dtype=torch.long)
+            target[positive_u] = positive_i
+            truth = scores.gather(1, target[:, None])
+            ranks.append((scores > truth).sum(1))
+            targets.append(target)
+            tops.append(scores.topk(k, dim=1).indices)
+    return (torch.cat(part).numpy() for part in (ranks, targets, tops))
+
+
+def report(path, k, buckets):
+    config, model, dataset, _, _, test_data = load_data_and_model(
+        path, {"state": "ERROR", "show_progress": False}
+    )
+    ranks, targets, tops = rank_test_targets(model, test_data, k)
+    popularity = np.zeros(dataset.item_num)
+    for item, count in dataset.item_counter.items():
+        popularity[item] = count
+    popularity -= np.bincount(targets, minlength=dataset.item_num)  # not the test
+    ndcg = np.where(ranks < k, 1.0 / np.log2(ranks + 2), 0.0)
+    hit = (ranks < k).astype(float)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    recbole = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    top = popularity[tops].mean(1)
+    print(f"{path}  ({config['model']}, {len(ranks)} test users)")
+    print(
+        f"  NDCG@{k} {ndcg.mean():.4f} (RecBole: {recbole.get(f'ndcg@{k}', 'n/a')})"
+        f"  HR@{k} {hit.mean():.4f}"
+        f"  top-{k} popularity: mean {top.mean():.1f}, median {np.median(top):.1f}"
+    )
+    target_pop = popularity[targets]
+    edges = np.quantile(target_pop, np.linspace(0, 1, buckets + 1)[1:-1])
+    bucket = np.digitize(target_pop, edges)
+    for b in range(buckets):
+        rows = bucket == b
+        if not rows.any():
+            continue
+        print(
+            f"  target popularity {target_pop[rows].min():.0f}-"
+            f"{target_pop[rows].max():.0f} ({rows.sum()} users): "
+            f"NDCG@{k} {ndcg[rows].mean():.4f}  HR@{k} {hit[rows].mean():.4f}"
+        )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--buckets", type=int, default=5)
+    args = parser.parse_args()
+    sys.argv = sys.argv[:1]  # RecBole's Config reads the command line: not ours
+    if args.k < 1 or args.buckets < 1:
+        raise SystemExit("--k and --buckets must be integers >= 1")
+    for path in args.checkpoints:
+        if not os.path.isfile(path):
+            raise SystemExit(f"checkpoint not found: {path}")
+        report(path, args.k, args.buckets)
+
+
+if __name__ == "__main__":
+    main()
