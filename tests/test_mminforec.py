@@ -228,7 +228,10 @@ def test_evaluation_encodes_the_items_once(tiny_config):
 
 
 def test_next_item_ce_by_hand(tiny_config):
-    _, model, _, _ = prepare(dict(tiny_config, ce_weight=1.0, ce_temperature=0.5))
+    config = dict(
+        tiny_config, ce_weight=1.0, ce_temperature=0.5, mince_similarity="cos"
+    )
+    _, model, _, _ = prepare(config)
     predicted = torch.tensor([[3.0, 4.0] + [0.0] * 62])  # unit length: [0.6, 0.8, 0..]
     latents = torch.zeros(4, 64)
     latents[0, 0] = 1.0  # the padding row never counts
