@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from recbole_ssl.quick_start import load_data_and_model  # noqa: E402
-from recbole_ssl.utils import get_trainer  # noqa: E402
+from recbole_ssl.utils import RecBoleSSLError, get_trainer  # noqa: E402
 
 
 def rank_test_targets(model, test_data, k):
@@ -96,10 +96,14 @@ def main():
     sys.argv = sys.argv[:1]  # RecBole's Config reads the command line: not ours
     if args.k < 1 or args.buckets < 1:
         raise SystemExit("--k and --buckets must be integers >= 1")
-    for path in args.checkpoints:
+    for path in args.checkpoints:  # all found before the first long evaluation
         if not os.path.isfile(path):
             raise SystemExit(f"checkpoint not found: {path}")
-        report(path, args.k, args.buckets)
+    for path in args.checkpoints:
+        try:
+            report(path, args.k, args.buckets)
+        except RecBoleSSLError as error:  # e.g. a checkpoint RecBole itself saved
+            raise SystemExit(f"{path}: {error}") from None
 
 
 if __name__ == "__main__":

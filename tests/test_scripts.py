@@ -3,6 +3,7 @@
 import re
 
 import pytest
+import torch
 from conftest import DATA_DIR, REPO_DIR, run_script, run_tiny
 
 
@@ -213,3 +214,8 @@ def test_popularity_bias_ranks_agree_with_recbole(tmp_path):
     assert (
         missing.returncode == 1 and "checkpoint not found: nope.pth" in missing.stderr
     )
+    foreign = tmp_path / "recbole.pth"
+    torch.save({"state_dict": {}}, foreign)  # no external_config, like RecBole's own
+    out = run_script("benchmarks/popularity_bias.py", str(foreign), cwd=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "was not saved by recbole_ssl (no 'external_config')" in out.stderr
