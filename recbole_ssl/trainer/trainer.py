@@ -1,4 +1,4 @@
-"""recbole_ssl.trainer.trainer: RecBole's trainers with two fixes every plugin run needs.
+"""recbole_ssl.trainer.trainer: RecBole's trainers with the fixes every plugin run needs.
 
 1. Checkpoints hold plain types only (the config as a dict), so they load with
    ``torch.load(weights_only=True)``, the default since torch 2.6; RecBole pickles its
@@ -11,10 +11,13 @@
    and any import of ``recbole.model.sequential_recommender`` imports it: every backward
    pass then checks every gradient for NaN (measured on Beauty: RecBole's SASRec epoch
    172 s, the same rows with it off 116 s; results/amazon-beauty.md).
+4. The checkpoint folder is made before RecBole's ``ensure_dir``, whose check-then-create
+   fails one of two distributed ranks that reach it together (seen once in CI).
 """
 
 import enum
 import functools
+import os
 
 import torch
 from recbole.trainer import Trainer as RecBoleTrainer
@@ -42,6 +45,9 @@ class PluginTrainerMixin:
     """The plugin's fixes, for any RecBole trainer class (see the module docstring)."""
 
     def __init__(self, config, model):
+        # RecBole's ensure_dir checks, then creates: two ranks racing there make the
+        # loser fail with FileExistsError, so the folder exists before they get there
+        os.makedirs(config["checkpoint_dir"], exist_ok=True)
         distributed = not config["single_spec"]
         if distributed and config["device"].type == "cpu":
             config["single_spec"] = True  # skip RecBole's CUDA-only DDP wrapping ...
