@@ -1,6 +1,7 @@
 """recbole_ssl.cli: the command line of ``run_recbole_ssl.py``."""
 
 import argparse
+import signal
 import sys
 
 from recbole_ssl.utils import RecBoleSSLError
@@ -42,9 +43,16 @@ def parse_args(argv=None):
     return args
 
 
+def _terminated(signum, frame):
+    # SIGTERM ends the run through Python's exit path, so the run record says
+    # 'interrupted' and no output is left half-written
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None):
     """Run from the command line; a user error ends with one line on stderr, exit 2."""
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     config_files = args.config_files.split() if args.config_files else None
     from recbole_ssl.quick_start import (  # after --help, which needs no torch
         evaluate_checkpoint,

@@ -18,6 +18,7 @@ from recbole.utils.logger import RemoveColorFilter, log_colors_config
 from recbole.utils.utils import get_local_time
 
 from recbole_ssl.config import Config
+from recbole_ssl.record import recording
 from recbole_ssl.utils import (
     ConfigError,
     RecBoleSSLError,
@@ -116,26 +117,36 @@ def run_recbole_ssl(
     """
     config = build_config(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    log_file = init_logger(config)
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
 
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
+    with recording(config, "train", "run_recbole_ssl", log_file) as record:
+        if record is not None:
+            logger.info(f"run record: {record.path}")
+        dataset = create_dataset(config)
+        logger.info(dataset)
+        train_data, valid_data, test_data = data_preparation(config, dataset)
 
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset).to(config["device"])
-    logger.info(model)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        model = config.model_class(config, train_data._dataset).to(config["device"])
+        logger.info(model)
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        trainer.run_record = record
 
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
-    )
-    test_result = trainer.evaluate(
-        test_data, load_best_model=saved, show_progress=config["show_progress"]
-    )
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        )
+        test_result = trainer.evaluate(
+            test_data, load_best_model=saved, show_progress=config["show_progress"]
+        )
+        if record is not None:
+            record.finish(
+                best_valid_result,
+                test_result,
+                checkpoint=trainer.saved_model_file if saved else None,
+            )
 
     logger.info(
         "The running environment of this training is as follows:\n"
@@ -203,17 +214,25 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     """The objective RecBole's ``HyperTuning`` calls, with the plugin's lookups."""
     config = build_config(config_dict=config_dict, config_file_list=config_file_list)
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    log_file = init_logger(config)
     logging.getLogger().setLevel(logging.ERROR)
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    model = config.model_class(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, verbose=False, saved=saved
-    )
-    test_result = trainer.evaluate(test_data, load_best_model=saved)
+    with recording(config, "train", "objective_function", log_file) as record:
+        dataset = create_dataset(config)
+        train_data, valid_data, test_data = data_preparation(config, dataset)
+        init_seed(config["seed"], config["reproducibility"])
+        model = config.model_class(config, train_data._dataset).to(config["device"])
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        trainer.run_record = record
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, verbose=False, saved=saved
+        )
+        test_result = trainer.evaluate(test_data, load_best_model=saved)
+        if record is not None:
+            record.finish(
+                best_valid_result,
+                test_result,
+                checkpoint=trainer.saved_model_file if saved else None,
+            )
     return {
         "model": config["model"],
         "best_valid_score": best_valid_score,
@@ -248,7 +267,7 @@ def load_data_and_model(model_file, config_dict=None):
         config_dict=dict(checkpoint["external_config"], **(config_dict or {})),
     )
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    config.log_file = init_logger(config)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
@@ -274,16 +293,21 @@ def evaluate_checkpoint(model_file, config_dict=None):
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    show = config["show_progress"]
-    result = {
-        "valid_result": trainer.evaluate(
-            valid_data, load_best_model=False, show_progress=show
-        ),
-        "test_result": trainer.evaluate(
-            test_data, load_best_model=False, show_progress=show
-        ),
-    }
+    with recording(
+        config, "evaluate", "evaluate_checkpoint", config.log_file
+    ) as record:
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        show = config["show_progress"]
+        result = {
+            "valid_result": trainer.evaluate(
+                valid_data, load_best_model=False, show_progress=show
+            ),
+            "test_result": trainer.evaluate(
+                test_data, load_best_model=False, show_progress=show
+            ),
+        }
+        if record is not None:
+            record.finish(result["valid_result"], result["test_result"], model_file)
     logger.info(f"evaluated {model_file} with eval_args {config['eval_args']}")
     logger.info(set_color("valid result", "yellow") + f": {result['valid_result']}")
     logger.info(set_color("test result", "yellow") + f": {result['test_result']}")

@@ -60,6 +60,7 @@ class S3RecTrainer(Trainer):
         """Stage 1: ``pretrain_epochs`` epochs of the four objectives, saved per epoch."""
         finetune_file, finetune_epochs = self.saved_model_file, self.epochs
         self.model.set_stage("pretrain")
+        self.stage = "pretrain"
         self.saved_model_file = self.pretrain_model_file
         self.epochs = self.pretrain_epochs
         if self.pretrain_resume is not None:
@@ -79,6 +80,7 @@ class S3RecTrainer(Trainer):
     def start_finetuning(self):
         """Causal encoder, a new optimizer and a fresh early-stopping state."""
         self.model.set_stage("finetune")
+        self.stage = "finetune"
         self.optimizer = self._build_optimizer()
         self.start_epoch = 0
         self.cur_step = 0

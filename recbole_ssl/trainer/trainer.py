@@ -13,36 +13,67 @@
    172 s, the same rows with it off 116 s; results/amazon-beauty.md).
 4. The checkpoint folder is made before RecBole's ``ensure_dir``, whose check-then-create
    fails one of two distributed ranks that reach it together (seen once in CI).
+5. Tensorboard events go to ``tensorboard_dir`` (default ``log_tensorboard``, RecBole's
+   folder). RecBole's ``Trainer.__init__`` creates its writer with ``get_tensorboard``,
+   which hard-codes that folder; short of copying ``__init__``, the only hook is the
+   name ``get_tensorboard`` in ``recbole.trainer.trainer``, rebound to a writer in the
+   chosen folder while ``super().__init__`` runs, and only when the folder differs.
+6. Each epoch's training seconds and loss parts, and each validation's seconds and
+   metrics, go to ``run_record`` (a :class:`recbole_ssl.record.RunRecord`, set by the
+   quick start; None leaves training as it was). RecBole's ``fit`` hands every epoch's
+   own timing to ``_generate_train_loss_output``, which is where it is taken, so it
+   includes what a subclass does in ``_train_epoch`` before ``super()`` (ICLRec's
+   E-step, CoSeRec's correlation refresh). ``stage`` names the stage in the record
+   (S3-Rec's ``pretrain`` and ``finetune``).
 """
 
-import enum
+import contextlib
 import functools
 import os
+import time
 
+import recbole.trainer.trainer as recbole_trainer_module
 import torch
 from recbole.trainer import Trainer as RecBoleTrainer
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
 
+from recbole_ssl.record import to_plain
 from recbole_ssl.utils import broadcast_object
 
+RECBOLE_TENSORBOARD_DIR = "log_tensorboard"
 
-def to_plain(value):
-    """``value`` with only types ``torch.load(weights_only=True)`` accepts."""
-    if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, enum.Enum):
-        return value.name
-    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
-        return value.item()  # numpy / torch scalars
-    return str(value)
+
+@contextlib.contextmanager
+def tensorboard_in(folder):
+    """RecBole's trainers, created inside, write tensorboard events under ``folder``
+    (in a subfolder named as RecBole names it: the log file's name, or the time)."""
+    if not folder or os.path.normpath(folder) == RECBOLE_TENSORBOARD_DIR:
+        yield  # RecBole's own folder: its code runs unchanged
+        return
+    recbole_get_tensorboard = recbole_trainer_module.get_tensorboard
+
+    def get_tensorboard(logger):
+        names = [
+            os.path.basename(h.baseFilename).split(".")[0]
+            for h in logger.handlers
+            if hasattr(h, "baseFilename")
+        ]
+        name = names[0] if names else f"model-{time.strftime('%b-%d-%Y_%H-%M-%S')}"
+        return SummaryWriter(os.path.join(folder, name))
+
+    recbole_trainer_module.get_tensorboard = get_tensorboard
+    try:
+        yield
+    finally:
+        recbole_trainer_module.get_tensorboard = recbole_get_tensorboard
 
 
 class PluginTrainerMixin:
     """The plugin's fixes, for any RecBole trainer class (see the module docstring)."""
+
+    run_record = None  # a recbole_ssl.record.RunRecord, or None
+    stage = "train"  # the stage the record files epochs under
 
     def __init__(self, config, model):
         # RecBole's ensure_dir checks, then creates: two ranks racing there make the
@@ -52,12 +83,14 @@ class PluginTrainerMixin:
         if distributed and config["device"].type == "cpu":
             config["single_spec"] = True  # skip RecBole's CUDA-only DDP wrapping ...
             try:
-                super().__init__(config, model)
+                with tensorboard_in(config["tensorboard_dir"]):
+                    super().__init__(config, model)
             finally:
                 config["single_spec"] = False
             self.distributed_model = DistributedDataParallel(self.model)  # ... CPU's
         else:
-            super().__init__(config, model)
+            with tensorboard_in(config["tensorboard_dir"]):
+                super().__init__(config, model)
         # the file name holds the local time: every rank loads the file rank 0 writes
         self.saved_model_file = broadcast_object(self.saved_model_file)
 
@@ -75,7 +108,32 @@ class PluginTrainerMixin:
         if isinstance(losses, tuple) and len(names) == len(losses):
             for idx in reversed(range(len(names))):
                 output = output.replace(f"train_loss{idx + 1}", names[idx])
+        if self.run_record is not None:
+            self.run_record.epoch(
+                epoch_idx, e_time - s_time, self.named_losses(losses), self.stage
+            )
         return output
+
+    def named_losses(self, losses):
+        """``{name: value}`` of an epoch's loss: the model's ``loss_parts`` names,
+        RecBole's ``train_loss1, ...`` for an unnamed tuple, or ``loss``."""
+        if not isinstance(losses, tuple):
+            return {"loss": float(losses)}
+        names = getattr(getattr(self.model, "loss_parts", None), "_fields", ())
+        if len(names) != len(losses):
+            names = [f"train_loss{idx + 1}" for idx in range(len(losses))]
+        return {name: float(value) for name, value in zip(names, losses, strict=True)}
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        start = time.time()
+        valid_score, valid_result = super()._valid_epoch(
+            valid_data, show_progress=show_progress
+        )
+        if self.run_record is not None:
+            self.run_record.validation(
+                time.time() - start, valid_score, valid_result, self.stage
+            )
+        return valid_score, valid_result
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and self.config["local_rank"] != 0:

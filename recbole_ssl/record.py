@@ -1,0 +1,362 @@
+"""recbole_ssl.record: one JSON record per run, written atomically.
+
+Every run of :func:`recbole_ssl.quick_start.run_recbole_ssl` (the command line, Python,
+``run_hyper.py`` trials) and of ``--evaluate`` writes, on rank 0 only, one file
+
+    <record_dir>/<dataset>/<model>-seed<seed>-<start time>-<pid>.json
+
+(``record_dir`` defaults to ``results/runs`` under the working folder, like ``saved/``;
+``record: False`` switches it off). The file is rewritten after every epoch, each time
+to a temporary file that then replaces it, so a reader never sees half a record. Its
+``status`` is ``running`` while the run goes on, then ``finished``, ``failed`` (an
+exception, named in ``error``) or ``interrupted`` (Ctrl-C or SIGTERM); a run killed
+outright (SIGKILL) leaves its last ``running`` record with the epochs it completed.
+
+What a record holds: model, dataset, seed, the resolved config as plain types and the
+keys that differ from the defaults (``config_diff``; ``setting`` is the same without
+the seed and the keys that only say where outputs go), the command line, git commit and
+whether tracked files were modified, versions, machine, start and end time, wall
+seconds, per epoch (training seconds, each named loss part, validation seconds and
+metrics), the best epoch, best validation and test metrics, the checkpoint path.
+:mod:`recbole_ssl.report` renders the results pages from these files.
+"""
+
+import datetime
+import enum
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import torch
+
+FORMAT = "recbole-ssl run record"
+VERSION = 1
+STATUSES = ("running", "finished", "failed", "interrupted")
+
+# keys that say where outputs go or how a run is displayed: not part of a setting
+NON_SETTING_KEYS = frozenset(
+    {
+        "seed",
+        "model",
+        "dataset",
+        "record",
+        "record_dir",
+        "checkpoint_dir",
+        "log_dir",
+        "tensorboard_dir",
+        "data_path",
+        "show_progress",
+        "state",
+        "local_rank",
+        "ip",
+        "port",
+        "offset",
+        "gpu_id",
+        "log_wandb",
+        "wandb_project",
+        "save_dataset",
+        "save_dataloaders",
+        "dataset_save_path",
+        "dataloaders_save_path",
+        "verbose",
+    }
+)
+
+_MISSING = object()
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def to_plain(value):
+    """``value`` with only JSON types (dicts with string keys, lists, numbers, strings)."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return value.name
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return to_plain(value.item())  # numpy / torch scalars
+    return str(value)
+
+
+def write_json_atomic(path, data):
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def config_diff(config):
+    """The keys the user set whose final value differs from the defaults."""
+    internal = config.internal_config_dict
+    final = config.final_config_dict
+    diff = {}
+    for key in sorted(config.external_config_dict):
+        if key in ("model", "dataset"):
+            continue
+        value = to_plain(final.get(key))
+        if value != to_plain(internal.get(key, _MISSING)):
+            diff[key] = value
+    return diff
+
+
+def setting_of(diff):
+    """What makes a run's setting: its config difference without seed and output keys."""
+    return {k: v for k, v in diff.items() if k not in NON_SETTING_KEYS}
+
+
+def git_state(folder=None):
+    """``{"commit": sha, "dirty": bool}`` of the checkout holding the package, or Nones.
+
+    Dirty means a tracked file differs from the commit (untracked files, such as new
+    records, do not count)."""
+    folder = folder or os.path.dirname(PACKAGE_DIR)
+
+    def git(*args):
+        out = subprocess.run(
+            ["git", *args],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def versions():
+    import numpy
+    import recbole
+
+    import recbole_ssl
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "recbole": recbole.__version__,
+        "recbole_ssl": recbole_ssl.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib():
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def machine(device=None):
+    """The machine a run uses: CPU, cores, threads, memory, GPU (if it runs on one)."""
+    gpu = None
+    if device is not None and torch.device(device).type == "cuda":
+        gpu = torch.cuda.get_device_name(torch.device(device))
+    return {
+        "cpu": _cpu_model(),
+        "arch": platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "memory_gib": _memory_gib(),
+        "gpu": gpu,
+        "platform": platform.platform(),
+    }
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).astimezone()
+
+
+def is_record_rank(config):
+    """Rank 0 of a distributed run (or the only process) writes the record."""
+    rank = (config["local_rank"] or 0) + (config["offset"] or 0)
+    return config["single_spec"] or rank == 0
+
+
+class RunRecord:
+    """The record of one run; every change is written to disk at once.
+
+    Args:
+        config: the run's :class:`recbole_ssl.config.Config`.
+        kind (str): ``train`` or ``evaluate``.
+        entry (str): the function the run came through.
+        log_file (str): the run's text log.
+    """
+
+    def __init__(self, config, kind="train", entry=None, log_file=None):
+        self.started = _now()
+        self._clock = time.perf_counter()
+        diff = config_diff(config)
+        name = (
+            f"{config['model']}-seed{config['seed']}-"
+            f"{self.started.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
+        )
+        self.path = os.path.join(
+            config["record_dir"] or os.path.join("results", "runs"),
+            config["dataset"],
+            name,
+        )
+        self.valid_metric = str(config["valid_metric"]).lower()
+        self.bigger = bool(config["valid_metric_bigger"])
+        self.data = {
+            "format": FORMAT,
+            "version": VERSION,
+            "status": "running",
+            "kind": kind,
+            "transcribed": False,
+            "model": config["model"],
+            "dataset": config["dataset"],
+            "seed": config["seed"],
+            "setting": setting_of(diff),
+            "config_diff": diff,
+            "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
+            "cwd": os.getcwd(),
+            "entry": entry,
+            "git": git_state(),
+            "versions": versions(),
+            "machine": machine(config["device"]),
+            "start_time": self.started.isoformat(timespec="seconds"),
+            "end_time": None,
+            "wall_seconds": None,
+            "valid_metric": self.valid_metric,
+            "epochs": [],
+            "best_epoch": None,
+            "best_valid": None,
+            "test": None,
+            "checkpoint": None,
+            "log_file": log_file,
+            "error": None,
+            "config": to_plain(config.final_config_dict),
+        }
+        self.save()
+
+    def save(self):
+        write_json_atomic(self.path, self.data)
+
+    def epoch(self, epoch_idx, seconds, losses, stage="train"):
+        """A training epoch ended: its seconds (as RecBole times it) and loss parts."""
+        self.data["epochs"].append(
+            {
+                "stage": stage,
+                "epoch": int(epoch_idx),
+                "train_seconds": round(float(seconds), 3),
+                "losses": {k: to_plain(float(v)) for k, v in losses.items()},
+            }
+        )
+        self.save()
+
+    def validation(self, seconds, score, result, stage="train"):
+        """The validation after the stage's last epoch: its seconds, score, metrics."""
+        entries = [e for e in self.data["epochs"] if e["stage"] == stage]
+        if not entries:
+            raise ValueError(f"a validation before any epoch of stage {stage!r}")
+        entry = entries[-1]
+        entry["valid_seconds"] = round(float(seconds), 3)
+        entry["valid_score"] = to_plain(float(score))
+        entry["valid"] = to_plain(dict(result))
+        self.save()
+
+    def best_epoch(self):
+        """The epoch RecBole keeps: the last one with the best score of the last
+        validated stage (its early stopping takes a tie as a new best)."""
+        validated = [e for e in self.data["epochs"] if "valid_score" in e]
+        if not validated:
+            return None
+        stage = validated[-1]["stage"]
+        validated = [e for e in validated if e["stage"] == stage]
+        scores = [e["valid_score"] for e in validated]
+        best = max(scores) if self.bigger else min(scores)
+        return [e["epoch"] for e in validated if e["valid_score"] == best][-1]
+
+    def finish(self, best_valid=None, test=None, checkpoint=None):
+        self.data["best_epoch"] = self.best_epoch()
+        self.data["best_valid"] = to_plain(dict(best_valid)) if best_valid else None
+        self.data["test"] = to_plain(dict(test)) if test else None
+        if checkpoint is not None:
+            self.data["checkpoint"] = str(checkpoint)
+        self._end("finished")
+
+    def fail(self, error):
+        interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
+        message = f"{type(error).__name__}: {error}".strip().rstrip(":")
+        self.data["error"] = (
+            message.splitlines()[0] if message else type(error).__name__
+        )
+        self.data["best_epoch"] = self.best_epoch()
+        self._end("interrupted" if interrupted else "failed")
+
+    def _end(self, status):
+        ended = _now()
+        self.data["status"] = status
+        self.data["end_time"] = ended.isoformat(timespec="seconds")
+        self.data["wall_seconds"] = round(time.perf_counter() - self._clock, 1)
+        self.save()
+
+
+@contextmanager
+def recording(config, kind="train", entry=None, log_file=None):
+    """Yield the run's :class:`RunRecord` (None when ``record`` is off or on ranks
+    other than 0); an exception leaving the block marks it failed or interrupted."""
+    if not config["record"] or not is_record_rank(config):
+        yield None
+        return
+    record = RunRecord(config, kind=kind, entry=entry, log_file=log_file)
+    try:
+        yield record
+    except BaseException as e:
+        record.fail(e)
+        raise
+    if record.data["status"] == "running":
+        record.finish()
+
+
+def load(path):
+    """A record from ``path``; a file that is not one raises ``ValueError`` naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable run record ({e})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a run record (no 'format': {FORMAT!r})")
+    if data.get("status") not in STATUSES:
+        raise ValueError(
+            f"{path}: 'status' must be one of {list(STATUSES)}, "
+            f"got {data.get('status')!r}"
+        )
+    return data
