@@ -64,6 +64,9 @@ NON_SETTING_KEYS = frozenset(
         "dataset_save_path",
         "dataloaders_save_path",
         "verbose",
+        "eval_batch_size",  # full-sort metrics do not depend on it
+        "worker",
+        "use_gpu",
     }
 )
 
@@ -255,6 +258,7 @@ class RunRecord:
             "wall_seconds": None,
             "valid_metric": self.valid_metric,
             "epochs": [],
+            "epochs_run": 0,
             "best_epoch": None,
             "best_valid": None,
             "test": None,
@@ -303,7 +307,18 @@ class RunRecord:
         best = max(scores) if self.bigger else min(scores)
         return [e["epoch"] for e in validated if e["valid_score"] == best][-1]
 
+    def count_epochs(self):
+        """``epochs_run``: epochs of the last stage; ``<stage>_epochs_run`` for the
+        stages before it (S3-Rec's ``pretrain_epochs_run``)."""
+        stages = [e["stage"] for e in self.data["epochs"]]
+        last = stages[-1] if stages else None
+        for stage in dict.fromkeys(stages):
+            if stage != last:
+                self.data[f"{stage}_epochs_run"] = stages.count(stage)
+        self.data["epochs_run"] = stages.count(last) if last else 0
+
     def finish(self, best_valid=None, test=None, checkpoint=None):
+        self.count_epochs()
         self.data["best_epoch"] = self.best_epoch()
         self.data["best_valid"] = to_plain(dict(best_valid)) if best_valid else None
         self.data["test"] = to_plain(dict(test)) if test else None
@@ -317,6 +332,7 @@ class RunRecord:
         self.data["error"] = (
             message.splitlines()[0] if message else type(error).__name__
         )
+        self.count_epochs()
         self.data["best_epoch"] = self.best_epoch()
         self._end("interrupted" if interrupted else "failed")
 

@@ -47,7 +47,7 @@ RECBOLE_TENSORBOARD_DIR = "log_tensorboard"
 @contextlib.contextmanager
 def tensorboard_in(folder):
     """RecBole's trainers, created inside, write tensorboard events under ``folder``
-    (in a subfolder named as RecBole names it: the log file's name, or the time)."""
+    (in a subfolder named after the run's log file, or the time)."""
     if not folder or os.path.normpath(folder) == RECBOLE_TENSORBOARD_DIR:
         yield  # RecBole's own folder: its code runs unchanged
         return
@@ -59,7 +59,9 @@ def tensorboard_in(folder):
             for h in logger.handlers
             if hasattr(h, "baseFilename")
         ]
-        name = names[0] if names else f"model-{time.strftime('%b-%d-%Y_%H-%M-%S')}"
+        # the newest file handler: the run's own log (RecBole takes the first one,
+        # which under pytest is its /dev/null handler)
+        name = names[-1] if names else f"model-{time.strftime('%b-%d-%Y_%H-%M-%S')}"
         return SummaryWriter(os.path.join(folder, name))
 
     recbole_trainer_module.get_tensorboard = get_tensorboard

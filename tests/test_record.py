@@ -1,0 +1,248 @@
+"""Run records: one JSON file per run, complete, atomic, and honest about failures."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import DATA_DIR, REPO_DIR, logged_test_result, run_tiny
+
+from recbole_ssl.quick_start import evaluate_checkpoint, run_recbole_ssl
+from recbole_ssl.record import RunRecord, config_diff, load, setting_of
+
+RECORD_KEYS = {
+    "format",
+    "version",
+    "status",
+    "kind",
+    "transcribed",
+    "model",
+    "dataset",
+    "seed",
+    "setting",
+    "config_diff",
+    "command",
+    "cwd",
+    "entry",
+    "git",
+    "versions",
+    "machine",
+    "start_time",
+    "end_time",
+    "wall_seconds",
+    "valid_metric",
+    "epochs",
+    "epochs_run",
+    "best_epoch",
+    "best_valid",
+    "test",
+    "checkpoint",
+    "log_file",
+    "error",
+    "config",
+}
+
+
+def records(folder, dataset="tiny"):
+    return [load(f) for f in sorted(glob.glob(os.path.join(folder, dataset, "*.json")))]
+
+
+def test_a_cli_run_writes_one_complete_record(tmp_path):
+    out = run_tiny(
+        tmp_path,
+        "ICLRec",
+        "--epochs=2",
+        "--seed=7",
+        "--cl_weight=0.2",
+        "--show_progress=False",
+        "--state=INFO",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (record,) = records(tmp_path / "results" / "runs")
+    assert set(record) == RECORD_KEYS
+    assert record["status"] == "finished" and record["kind"] == "train"
+    assert (record["model"], record["dataset"], record["seed"]) == ("ICLRec", "tiny", 7)
+    # what the user changed, and only that; the seed and output keys are no setting
+    assert record["setting"] == {"cl_weight": 0.2, "epochs": 2}
+    assert record["config_diff"]["seed"] == 7
+    assert "show_progress" in record["config_diff"]
+    assert "--cl_weight=0.2" in record["command"]
+    assert record["config"]["cl_weight"] == 0.2 and record["config"]["seed"] == 7
+    assert record["git"]["commit"] is None or len(record["git"]["commit"]) == 40
+    assert record["versions"]["recbole"] == "1.2.1"
+    assert record["machine"]["cores"] == os.cpu_count()
+    assert record["wall_seconds"] > 0 and record["end_time"] >= record["start_time"]
+    # one entry per epoch, each with its time, named loss parts and validation
+    assert [e["epoch"] for e in record["epochs"]] == [0, 1]
+    assert record["epochs_run"] == 2
+    for entry in record["epochs"]:
+        assert set(entry["losses"]) == {"rec_loss", "cl_loss", "icl_loss"}
+        assert entry["train_seconds"] > 0 and entry["valid_seconds"] > 0
+        assert entry["valid_score"] == entry["valid"]["ndcg@20"]
+        assert len(entry["valid"]) == 6
+    # the test figures are those the run logged; the checkpoint is the saved one
+    assert record["test"] == logged_test_result(out.stderr)
+    assert os.path.isfile(tmp_path / record["checkpoint"])
+    assert os.path.isfile(tmp_path / record["log_file"])
+    assert f"run record: {os.path.join('results', 'runs', 'tiny')}" in out.stderr
+    assert not glob.glob(str(tmp_path / "results" / "runs" / "tiny" / ".*"))
+
+
+def test_best_epoch_is_recboles_last_best():
+    record = RunRecord.__new__(RunRecord)
+    record.bigger = True
+    scores = [0.1, 0.3, 0.2, 0.3, 0.25]  # RecBole's early stopping keeps a tie
+    record.data = {
+        "epochs": [
+            {"stage": "train", "epoch": i, "valid_score": s}
+            for i, s in enumerate(scores)
+        ]
+    }
+    assert record.best_epoch() == 3
+    record.bigger = False
+    assert record.best_epoch() == 0
+
+
+def test_config_diff_ignores_values_equal_to_the_defaults(tiny_config):
+    from recbole_ssl.config import Config
+
+    config = Config(
+        "SASRec",
+        "tiny",
+        config_dict=dict(tiny_config, learning_rate=0.001, n_layers=3, seed=5),
+    )
+    diff = config_diff(config)
+    assert "learning_rate" not in diff  # the YAML default, set again
+    assert diff["n_layers"] == 3 and diff["seed"] == 5 and diff["epochs"] == 1
+    assert setting_of(diff) == {"n_layers": 3, "epochs": 1, "train_batch_size": 64}
+
+
+def test_a_failing_run_leaves_a_failed_record(tiny_config, tmp_path):
+    empty = tmp_path / "nowhere"
+    empty.mkdir()
+    with pytest.raises(Exception, match="not found"):
+        run_recbole_ssl(
+            "SASRec", "tiny", config_dict=dict(tiny_config, data_path=str(empty))
+        )
+    (record,) = records(tmp_path / "results" / "runs")
+    assert record["status"] == "failed"
+    assert record["error"].startswith("DatasetNotFoundError: dataset 'tiny' not found")
+    assert record["test"] is None and record["end_time"] is not None
+
+
+def test_an_interrupted_run_keeps_its_finished_epochs(
+    tiny_config, tmp_path, monkeypatch
+):
+    from recbole_ssl.trainer.trainer import PluginTrainerMixin
+
+    train_epoch = PluginTrainerMixin._train_epoch
+
+    def stop_in_epoch_two(self, train_data, epoch_idx, **kwargs):
+        if epoch_idx == 2:
+            raise KeyboardInterrupt
+        return train_epoch(self, train_data, epoch_idx, **kwargs)
+
+    monkeypatch.setattr(PluginTrainerMixin, "_train_epoch", stop_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_recbole_ssl("SASRec", "tiny", config_dict=dict(tiny_config, epochs=5))
+    (record,) = records(tmp_path / "results" / "runs")
+    assert record["status"] == "interrupted"
+    assert [e["epoch"] for e in record["epochs"]] == [0, 1]
+    assert all("valid" in e for e in record["epochs"]) and record["epochs_run"] == 2
+    assert record["best_epoch"] in (0, 1) and record["test"] is None
+
+
+def test_sigterm_ends_a_cli_run_as_interrupted(tmp_path):
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO_DIR / "run_recbole_ssl.py"),
+            "--model=SASRec",
+            "--dataset=tiny",
+            f"--data_path={DATA_DIR}",
+            "--epochs=500",
+            "--stopping_step=1000",
+            "--show_progress=False",
+            "--state=ERROR",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    folder = tmp_path / "results" / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        found = records(folder) if folder.exists() else []
+        if found and len(found[0]["epochs"]) >= 2:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    (record,) = records(folder)
+    assert record["status"] == "interrupted" and record["error"] == "SystemExit: 143"
+    assert len(record["epochs"]) >= 2 and record["test"] is None
+
+
+def test_record_false_writes_nothing(tiny_config, tmp_path):
+    run_recbole_ssl("SASRec", "tiny", config_dict=dict(tiny_config, record=False))
+    assert not (tmp_path / "results").exists()
+
+
+def test_record_dir_and_evaluate_records(tiny_config, tmp_path):
+    folder = tmp_path / "elsewhere"
+    config = dict(tiny_config, record_dir=str(folder))
+    result = run_recbole_ssl("SASRec", "tiny", config_dict=config)
+    (trained,) = records(folder)
+    again = evaluate_checkpoint(trained["checkpoint"], {"record_dir": str(folder)})
+    evaluated = [r for r in records(folder) if r["kind"] == "evaluate"]
+    assert len(evaluated) == 1 and evaluated[0]["status"] == "finished"
+    assert evaluated[0]["checkpoint"] == trained["checkpoint"]
+    assert evaluated[0]["test"] == result["test_result"] == again["test_result"]
+    assert (
+        evaluated[0]["epochs"] == [] and evaluated[0]["entry"] == "evaluate_checkpoint"
+    )
+
+
+def test_s3rec_records_both_stages(tiny_config, tmp_path):
+    run_recbole_ssl("S3Rec", "tiny", config_dict=dict(tiny_config, pretrain_epochs=2))
+    (record,) = records(tmp_path / "results" / "runs")
+    assert [(e["stage"], e["epoch"]) for e in record["epochs"]] == [
+        ("pretrain", 0),
+        ("pretrain", 1),
+        ("finetune", 0),
+    ]
+    assert "valid" not in record["epochs"][0] and "valid" in record["epochs"][2]
+    assert set(record["epochs"][0]["losses"]) == {
+        "aap_loss",
+        "mip_loss",
+        "map_loss",
+        "sp_loss",
+    }
+    assert record["pretrain_epochs_run"] == 2 and record["epochs_run"] == 1
+    assert record["best_epoch"] == 0
+
+
+def test_tensorboard_dir_is_honoured(tiny_config, tmp_path):
+    run_recbole_ssl(
+        "SASRec", "tiny", config_dict=dict(tiny_config, tensorboard_dir="tb/here")
+    )
+    assert glob.glob(str(tmp_path / "tb" / "here" / "SASRec-tiny-*" / "events.*"))
+    assert not (tmp_path / "log_tensorboard").exists()
+    run_recbole_ssl("SASRec", "tiny", config_dict=tiny_config)  # RecBole's default
+    assert glob.glob(str(tmp_path / "log_tensorboard" / "*" / "events.*"))
+
+
+def test_load_rejects_what_is_not_a_record(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"status": "finished"}))
+    with pytest.raises(ValueError, match="x.json: not a run record"):
+        load(path)
+    path.write_text("{")
+    with pytest.raises(ValueError, match="x.json: not a readable run record"):
+        load(path)
