@@ -65,6 +65,7 @@ NON_SETTING_KEYS = frozenset(
         "dataloaders_save_path",
         "verbose",
         "eval_batch_size",  # full-sort metrics do not depend on it
+        "detect_anomaly",  # checks gradients, changes no value
         "worker",
         "use_gpu",
     }

@@ -6,10 +6,11 @@ import pytest
 from conftest import DATA_DIR, free_port, logged_test_result, run_script
 
 from recbole_ssl.quick_start import run
+from recbole_ssl.record import load
 
 
 @pytest.mark.slow
-def test_two_processes_on_cpu(tiny_config):
+def test_two_processes_on_cpu(tiny_config, tmp_path):
     result = run(
         "SASRec",
         "tiny",
@@ -20,6 +21,11 @@ def test_two_processes_on_cpu(tiny_config):
     assert result is not None
     values = list(result["test_result"].values())
     assert len(values) == 6 and all(math.isfinite(v) for v in values)
+    # rank 0 alone writes the run's record, with the result rank 0 returned
+    (path,) = (tmp_path / "results" / "runs" / "tiny").glob("*.json")
+    record = load(path)
+    assert record["status"] == "finished" and record["setting"]["nproc"] == 2
+    assert record["test"] == result["test_result"] and len(record["epochs"]) == 2
 
 
 @pytest.mark.slow

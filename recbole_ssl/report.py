@@ -1,0 +1,790 @@
+"""recbole_ssl.report: results pages and figures rendered from the run records.
+
+    python -m recbole_ssl.report --dataset amazon-beauty          # write
+    python -m recbole_ssl.report --check                          # all datasets; exit 1 if stale
+
+Reads ``<records>/<dataset>/*.json`` (default ``results/runs``, as ``record_dir``
+writes them) and writes, for each dataset:
+
+* the generated sections of ``<results>/<dataset>.md`` (default ``results/``): the
+  results table (one row per model and setting, i.e. the keys that differ from the
+  defaults; seeds, mean +- std of every metric, epochs, seconds per epoch, the paper's
+  figure and our ratio to it), the papers' figures, the figures, and one line per run
+  (command, seed, machine, wall time, commit, record). Each section sits between
+  ``<!-- report:begin NAME -->`` and ``<!-- report:end NAME -->``; everything outside
+  the markers is prose written by hand, which the tool leaves alone. A page without
+  a section gets it appended; a new page gets a title and every section.
+* PNG figures in ``<results>/figures/``: validation NDCG@20 per epoch (one line per
+  model, a band over seeds; and one panel per model with every setting) and test
+  NDCG@20 and NDCG@10 per model, each seed a dot, against the papers' values. Each PNG
+  carries a digest of what it shows, which ``--check`` compares.
+* the sections of ``--readme`` (default ``README.md``) named ``<dataset>:headline``,
+  only where the README has the markers.
+
+``--check`` renders everything in memory and exits 1, naming each page, section or
+figure that differs from what the records give.
+"""
+
+import argparse
+import glob
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import yaml
+
+from recbole_ssl.record import load, setting_of
+
+PAPERS_FILE = Path(__file__).resolve().parent / "properties" / "papers.yaml"
+METRICS = ("hit@5", "hit@10", "hit@20", "ndcg@5", "ndcg@10", "ndcg@20")
+MODEL_ORDER = ("SASRec", "CL4SRec", "CoSeRec", "ICLRec", "S3Rec", "DSSRec", "MMInfoRec")
+# settings that are their own model in the papers' tables
+VARIANTS = {("S3Rec", json.dumps({"item_attribute": None})): "S3Rec_ISP"}
+FIGURE_VERSION = 1  # bump when the drawing code changes, so --check sees it
+BEGIN = "<!-- report:begin {} -->"
+END = "<!-- report:end {} -->"
+SECTION_TITLES = OrderedDict(
+    [
+        ("results", "Results (test set)"),
+        ("papers", "Published figures"),
+        ("figures", "Figures"),
+        ("runs", "Runs"),
+    ]
+)
+
+
+class ReportError(ValueError):
+    """Bad input to the report: reported in one line."""
+
+
+# ---------------------------------------------------------------- records and rows
+
+
+def load_records(records_dir, dataset):
+    """Every record of ``dataset``, sorted by file name; a bad file is an error."""
+    paths = sorted(glob.glob(os.path.join(records_dir, dataset, "*.json")))
+    records = []
+    for path in paths:
+        try:
+            record = load(path)
+        except ValueError as e:
+            raise ReportError(str(e)) from None
+        if record.get("dataset") != dataset:
+            raise ReportError(
+                f"{path}: dataset is {record.get('dataset')!r}, but the file is in "
+                f"the folder of {dataset!r}"
+            )
+        record["_path"] = path
+        records.append(record)
+    return records
+
+
+def datasets_in(records_dir):
+    return sorted(
+        name
+        for name in os.listdir(records_dir)
+        if os.path.isdir(os.path.join(records_dir, name))
+    )
+
+
+def setting_key(record):
+    """The row a record belongs to: its setting, without seed and output keys (as
+    :func:`recbole_ssl.record.setting_of` filters them today)."""
+    return json.dumps(setting_of(record.get("setting") or {}), sort_keys=True)
+
+
+def paper_key(model, key):
+    return VARIANTS.get((model, key), model)
+
+
+def describe_setting(setting):
+    if not setting:
+        return "defaults"
+    return ", ".join(f"{k}={_value(v)}" for k, v in sorted(setting.items()))
+
+
+def _value(v):
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, separators=(",", ":"))
+    return "None" if v is None else str(v)
+
+
+def _model_rank(model):
+    return (MODEL_ORDER.index(model), "") if model in MODEL_ORDER else (99, model)
+
+
+def final_stage_epochs(record):
+    epochs = record.get("epochs") or []
+    if not epochs:
+        return []
+    stage = epochs[-1]["stage"]
+    return [e for e in epochs if e["stage"] == stage]
+
+
+def epochs_run(record):
+    if record.get("epochs_run"):
+        return record["epochs_run"]
+    return len(final_stage_epochs(record)) or None
+
+
+class Row:
+    """The runs of one model and setting: one per seed (or more)."""
+
+    def __init__(self, model, key, records):
+        self.model = model
+        self.key = key
+        self.setting = json.loads(key)
+        self.records = sorted(records, key=lambda r: (r["seed"], r["_path"]))
+        self.paper_model = paper_key(model, key)
+        self.headline = False  # set by build_rows
+
+    @property
+    def label(self):
+        name = self.paper_model if self.paper_model != self.model else self.model
+        return name
+
+    @property
+    def is_default(self):
+        return not self.setting or self.paper_model != self.model
+
+    @property
+    def transcribed(self):
+        return any(r.get("transcribed") for r in self.records)
+
+    @property
+    def cut_off(self):
+        return any(r["status"] != "finished" for r in self.records)
+
+    def values(self, metric):
+        return [r["test"][metric] for r in self.records if metric in r["test"]]
+
+    def mean_std(self, metric):
+        values = self.values(metric)
+        if not values:
+            return None, None
+        mean = sum(values) / len(values)
+        if len(values) < 2:
+            return mean, None
+        var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+        return mean, math.sqrt(var)
+
+    def seconds_per_epoch(self):
+        seconds = [
+            e["train_seconds"]
+            for r in self.records
+            for e in final_stage_epochs(r)
+            if e.get("train_seconds") is not None
+        ]
+        return sum(seconds) / len(seconds) if seconds else None
+
+
+def build_rows(records):
+    """Rows of the results table: training runs with test figures (cut off or not),
+    except those a rerun of the same run replaces (``superseded_by``)."""
+    groups = OrderedDict()
+    for record in records:
+        if record.get("kind") != "train" or not record.get("test"):
+            continue
+        if record.get("superseded_by"):
+            continue
+        groups.setdefault((record["model"], setting_key(record)), []).append(record)
+    rows = [Row(model, key, group) for (model, key), group in groups.items()]
+    rows.sort(key=lambda r: (_model_rank(r.model), r.key != "{}", r.key))
+    # one headline row per model (as the papers name them): its defaults, else the
+    # setting with the most seeds
+    for name in dict.fromkeys(r.paper_model for r in rows):
+        candidates = [r for r in rows if r.paper_model == name]
+        defaults = [r for r in candidates if r.is_default]
+        best = (
+            defaults[0] if defaults else max(candidates, key=lambda r: len(r.records))
+        )
+        for row in candidates:
+            row.headline = row is best
+    return rows
+
+
+# ---------------------------------------------------------------- papers
+
+
+def load_papers(path=PAPERS_FILE):
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def paper_figure(papers, dataset, model):
+    """``(source, metrics)`` of the first full-ranking source of ``model``, or None."""
+    for source in (papers.get(dataset) or {}).get(model) or []:
+        if source.get("protocol") == "full":
+            return source
+    return None
+
+
+def compared_metric(source):
+    for metric in ("ndcg@20", "ndcg@10"):
+        if metric in source["metrics"]:
+            return metric
+    return None
+
+
+# ---------------------------------------------------------------- markdown sections
+
+
+def fmt(value, digits=4):
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def fmt_mean_std(mean, std):
+    if mean is None:
+        return ""
+    return fmt(mean) if std is None else f"{fmt(mean)} ± {fmt(std)}"
+
+
+def _slash(values):
+    return "/".join("?" if v is None else str(v) for v in values)
+
+
+def results_section(rows, papers, dataset, page_dir):
+    head = (
+        "| model | setting | seeds | "
+        + " | ".join(m.replace("hit", "HR").replace("ndcg", "NDCG") for m in METRICS)
+        + " | epochs (best) | s/epoch | paper | ours / paper |"
+    )
+    lines = [
+        head,
+        "|---|---|---|" + "---:|" * len(METRICS) + "---|---:|---:|---:|",
+    ]
+    for row in rows:
+        marks = ("†" if row.cut_off else "") + ("‡" if row.transcribed else "")
+        cells = [
+            f"**{row.label}**" if row.headline else row.label,
+            describe_setting(row.setting) + marks,
+            _slash(r["seed"] for r in row.records),
+        ]
+        cells += [fmt_mean_std(*row.mean_std(m)) for m in METRICS]
+        cells.append(
+            f"{_slash(epochs_run(r) for r in row.records)} "
+            f"({_slash(r.get('best_epoch') for r in row.records)})"
+        )
+        cells.append(fmt(row.seconds_per_epoch(), 1))
+        source = paper_figure(papers, dataset, row.paper_model)
+        metric = compared_metric(source) if source else None
+        if metric:
+            ours, _ = row.mean_std(metric)
+            paper = source["metrics"][metric]
+            label = metric.replace("ndcg", "NDCG")
+            cells.append(f"{fmt(paper)} ({label})")
+            cells.append(f"{ours / paper:.2f}x" if ours is not None else "")
+        else:
+            cells += ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Mean ± sample standard deviation over the seeds listed (one seed: the value). "
+        "Bold: the model's headline row (its defaults, else its setting with the most "
+        "seeds), as in the figures and the README. Epochs: per seed, trained (best). s/epoch: mean "
+        "training seconds of the recorded epochs (machines and threads differ between "
+        "runs: see Runs). Paper: the first full-ranking figure of the model in "
+        "[`papers.yaml`]("
+        + _link(PAPERS_FILE, page_dir)
+        + "), NDCG@20 where the paper gives it, "
+        "else NDCG@10. † a run was cut off or stopped by hand (its best checkpoint "
+        "tested). ‡ transcribed from the hand-written page that preceded the records.",
+    ]
+    return "\n".join(lines)
+
+
+def _link(path, page_dir):
+    return os.path.relpath(path, page_dir).replace(os.sep, "/")
+
+
+def papers_section(papers, dataset, models):
+    lines = [
+        "| model | source | protocol | "
+        + " | ".join(m.replace("hit", "HR").replace("ndcg", "NDCG") for m in METRICS)
+        + " |",
+        "|---|---|---|" + "---:|" * len(METRICS),
+    ]
+    for model in sorted(models, key=_model_rank):
+        for source in (papers.get(dataset) or {}).get(model) or []:
+            if source.get("protocol") != "full":
+                continue
+            metrics = source["metrics"]
+            cells = [model, source["source"], source["protocol"]]
+            cells += [fmt(metrics.get(m)) for m in METRICS]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def runs_section(records, page_dir):
+    lines = [
+        "| record | model | setting | seed | status | epochs (best) | wall | machine "
+        "| commit | date | command | notes |",
+        "|---|---|---|---:|---|---|---:|---|---|---|---|---|",
+    ]
+    order = sorted(
+        records,
+        key=lambda r: (_model_rank(r["model"]), setting_key(r), r["seed"], r["_path"]),
+    )
+    for r in order:
+        link = os.path.relpath(r["_path"], page_dir).replace(os.sep, "/")
+        name = os.path.basename(r["_path"])
+        machine = r.get("machine") or {}
+        threads = machine.get("threads")
+        machine_text = ", ".join(
+            str(x)
+            for x in (
+                machine.get("cpu"),
+                f"{machine.get('cores')} cores" if machine.get("cores") else None,
+                f"{threads} threads" if threads else None,
+                machine.get("gpu"),
+            )
+            if x
+        )
+        wall = r.get("wall_seconds")
+        commit = (r.get("git") or {}).get("commit")
+        dirty = (r.get("git") or {}).get("dirty")
+        status = r["status"] + (" (transcribed)" if r.get("transcribed") else "")
+        if r.get("superseded_by"):
+            status += f", superseded by {r['superseded_by']}"
+        if r.get("kind") == "evaluate":
+            status = "evaluation of " + os.path.basename(r.get("checkpoint") or "")
+        cells = [
+            f"[{name}]({link})",
+            r["model"],
+            describe_setting(json.loads(setting_key(r))),
+            str(r["seed"]),
+            status,
+            f"{epochs_run(r) or ''} ({'' if r.get('best_epoch') is None else r['best_epoch']})",
+            "" if wall is None else f"{wall / 60:.0f} min",
+            machine_text,
+            "" if not commit else f"`{commit[:7]}`" + (" (modified)" if dirty else ""),
+            (r.get("start_time") or "")[:10],
+            f"`{r['command']}`" if r.get("command") else "",
+            " ".join(str(r.get("notes") or "").split()),
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def figures_section(figures, page_dir):
+    lines = []
+    for path, caption in figures.values():
+        link = os.path.relpath(path, page_dir).replace(os.sep, "/")
+        lines.append(f"![{caption}]({link})")
+        lines.append("")
+        lines.append(f"*{caption}*")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def headline_section(rows, papers, dataset, figures, readme_dir, page_path):
+    """The README's block for ``dataset``: its headline figure and default rows."""
+    path, caption = figures["test"]
+    link = os.path.relpath(path, readme_dir).replace(os.sep, "/")
+    page = os.path.relpath(page_path, readme_dir).replace(os.sep, "/")
+    lines = [f"![{caption}]({link})", ""]
+    lines.append("| model | seeds | NDCG@10 | NDCG@20 | HR@20 | paper NDCG@20 (@10) |")
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for row in rows:
+        if not row.headline:
+            continue
+        source = paper_figure(papers, dataset, row.paper_model)
+        metric = compared_metric(source) if source else None
+        paper = ""
+        if metric:
+            paper = fmt(source["metrics"][metric]) + (
+                "" if metric == "ndcg@20" else " (@10)"
+            )
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    row.label + ("†" if row.cut_off else ""),
+                    str(len(row.records)),
+                    fmt_mean_std(*row.mean_std("ndcg@10")),
+                    fmt_mean_std(*row.mean_std("ndcg@20")),
+                    fmt_mean_std(*row.mean_std("hit@20")),
+                    paper,
+                ]
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        f"Each model's headline row (its defaults where measured); mean ± std over "
+        f"seeds. Every setting, seed and "
+        f"command: [`{page}`]({page}).",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _curve(record):
+    return [
+        (e["epoch"], e["valid"]["ndcg@20"])
+        for e in final_stage_epochs(record)
+        if (e.get("valid") or {}).get("ndcg@20") is not None
+    ]
+
+
+def _band(curves):
+    """Per epoch: mean, low and high over the seeds that reached it."""
+    by_epoch = OrderedDict()
+    for curve in curves:
+        for epoch, value in curve:
+            by_epoch.setdefault(epoch, []).append(value)
+    epochs = sorted(by_epoch)
+    mean = [sum(by_epoch[e]) / len(by_epoch[e]) for e in epochs]
+    low = [min(by_epoch[e]) for e in epochs]
+    high = [max(by_epoch[e]) for e in epochs]
+    return epochs, mean, low, high
+
+
+def figure_data(rows, papers, dataset, records=()):
+    """What each figure shows, as plain data (its digest decides staleness).
+
+    The per-setting panels also show training runs without test figures (stopped
+    before their end), marked as such."""
+    curves = OrderedDict()
+    for row in rows:
+        if row.headline:
+            series = [c for c in (_curve(r) for r in row.records) if c]
+            if series:
+                curves[row.label] = series
+    groups = OrderedDict()
+    for record in sorted(
+        records, key=lambda r: (_model_rank(r["model"]), setting_key(r) != "{}")
+    ):
+        if record.get("kind") != "train" or record.get("superseded_by"):
+            continue
+        if _curve(record):
+            groups.setdefault((record["model"], setting_key(record)), []).append(record)
+    panels = OrderedDict()
+    for (model, key), group in groups.items():
+        label = describe_setting(json.loads(key))
+        if not any(r.get("test") for r in group):
+            label += ", stopped"
+        panels.setdefault(model, OrderedDict())[label] = [_curve(r) for r in group]
+    test = OrderedDict()
+    for row in rows:
+        if not row.headline:
+            continue
+        entry = {}
+        for metric in ("ndcg@20", "ndcg@10"):
+            source = paper_figure(papers, dataset, row.paper_model)
+            entry[metric] = {
+                "seeds": row.values(metric),
+                "paper": (source or {}).get("metrics", {}).get(metric),
+            }
+        test[row.label] = entry
+    return {
+        "version": FIGURE_VERSION,
+        "dataset": dataset,
+        "curves": curves,
+        "panels": panels,
+        "test": test,
+    }
+
+
+def digest(data):
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path, data_digest):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp.png"
+    fig.savefig(tmp, dpi=110, metadata={"Source": f"recbole-ssl {data_digest}"})
+    os.replace(tmp, path)
+
+
+def draw_curves(data, path, data_digest):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for label, series in data["curves"].items():
+        epochs, mean, low, high = _band(series)
+        (line,) = ax.plot(epochs, mean, label=f"{label} ({len(series)} seeds)")
+        if len(series) > 1:
+            ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation NDCG@20")
+    ax.set_title(f"{data['dataset']}: validation NDCG@20 per model (band: seeds)")
+    ax.grid(alpha=0.3)
+    if data["curves"]:
+        ax.legend(fontsize=8, loc="lower right")
+    else:
+        ax.text(
+            0.5, 0.5, "no validation curves yet", ha="center", transform=ax.transAxes
+        )
+    fig.tight_layout()
+    _save(fig, path, data_digest)
+    plt.close(fig)
+
+
+def draw_panels(data, path, data_digest):
+    plt = _pyplot()
+    models = list(data["panels"])
+    cols = 2
+    rows = max(1, math.ceil(len(models) / cols))
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(11, 3.4 * rows), squeeze=False, sharey=True
+    )
+    for ax, model in zip(axes.flat, models, strict=False):
+        for setting, series in data["panels"][model].items():
+            epochs, mean, low, high = _band(series)
+            label = setting if len(setting) < 60 else setting[:57] + "..."
+            (line,) = ax.plot(epochs, mean, label=f"{label} ({len(series)})")
+            if len(series) > 1:
+                ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+        ax.set_title(model)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower right")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation NDCG@20")
+    for ax in list(axes.flat)[len(models) :]:
+        ax.axis("off")
+    fig.suptitle(f"{data['dataset']}: validation NDCG@20 per setting (seeds)")
+    fig.tight_layout()
+    _save(fig, path, data_digest)
+    plt.close(fig)
+
+
+def draw_test(data, path, data_digest):
+    plt = _pyplot()
+    labels = list(data["test"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, metric in zip(axes, ("ndcg@20", "ndcg@10"), strict=True):
+        for x, label in enumerate(labels):
+            entry = data["test"][label][metric]
+            seeds = entry["seeds"]
+            if seeds:
+                ax.scatter([x] * len(seeds), seeds, color="C0", s=18, zorder=3)
+                mean = sum(seeds) / len(seeds)
+                ax.plot([x - 0.3, x + 0.3], [mean, mean], color="C0", lw=2)
+            if entry["paper"] is not None:
+                ax.scatter(
+                    [x], [entry["paper"]], marker="D", color="C3", s=30, zorder=3
+                )
+        ax.scatter([], [], color="C0", s=18, label="ours, one dot per seed (bar: mean)")
+        ax.scatter([], [], marker="D", color="C3", s=30, label="the paper's figure")
+        ax.set_xticks(range(len(labels)))
+        ax.set_xticklabels(labels, rotation=30, ha="right")
+        ax.set_ylabel(f"test {metric.replace('ndcg', 'NDCG')}")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(
+        f"{data['dataset']}: test NDCG per model (defaults) against the papers"
+    )
+    fig.tight_layout()
+    _save(fig, path, data_digest)
+    plt.close(fig)
+
+
+FIGURES = OrderedDict(
+    [
+        ("test", ("test-ndcg", draw_test, "test NDCG@20 and NDCG@10 per model")),
+        ("curves", ("valid-curves", draw_curves, "validation NDCG@20 per epoch")),
+        ("panels", ("valid-curves-settings", draw_panels, "every setting's curve")),
+    ]
+)
+
+
+def figure_paths(dataset, figures_dir):
+    return OrderedDict(
+        (
+            name,
+            (
+                os.path.join(figures_dir, f"{dataset}-{stem}.png"),
+                f"{dataset}: {caption}",
+            ),
+        )
+        for name, (stem, _, caption) in FIGURES.items()
+    )
+
+
+def png_digest(path):
+    """The digest a figure of this tool carries, or None."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            source = image.text.get("Source", "")
+    except (OSError, ValueError):
+        return None
+    return source.split(" ", 1)[1] if source.startswith("recbole-ssl ") else None
+
+
+# ---------------------------------------------------------------- pages
+
+
+def replace_sections(text, sections, append_missing=True, title=None):
+    """``text`` with each named section's content replaced; missing ones appended."""
+    for name, content in sections.items():
+        begin, end = BEGIN.format(name), END.format(name)
+        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+        block = f"{begin}\n{content}\n{end}"
+        found = pattern.search(text)
+        if found:
+            text = text[: found.start()] + block + text[found.end() :]
+        elif append_missing:
+            heading = SECTION_TITLES.get(name, name)
+            text = text.rstrip("\n") + f"\n\n## {heading}\n\n{block}\n"
+    if title and not text.strip():
+        text = f"# {title}\n"
+    return text
+
+
+def render(dataset, records_dir, results_dir, readme=None, papers=None):
+    """Everything the records give for ``dataset``: ``(pages, figures)``, where pages
+    maps a path to its new text and figures a path to ``(drawer, data, digest)``."""
+    papers = load_papers() if papers is None else papers
+    records = load_records(records_dir, dataset)
+    if not records:
+        raise ReportError(f"no run records of {dataset!r} in {records_dir}/{dataset}")
+    rows = build_rows(records)
+    page_path = os.path.join(results_dir, f"{dataset}.md")
+    page_dir = os.path.dirname(os.path.abspath(page_path))
+    figures_dir = os.path.join(results_dir, "figures")
+    paths = figure_paths(dataset, figures_dir)
+    data = figure_data(rows, papers, dataset, records)
+    figures = OrderedDict()
+    for name, (_, drawer, _) in FIGURES.items():
+        part = {"version": data["version"], "dataset": dataset, name: data[name]}
+        figures[paths[name][0]] = (drawer, part, digest(part))
+    abs_paths = OrderedDict((k, (os.path.abspath(p), c)) for k, (p, c) in paths.items())
+    sections = OrderedDict(
+        [
+            ("results", results_section(rows, papers, dataset, page_dir)),
+            ("papers", papers_section(papers, dataset, {r.paper_model for r in rows})),
+            ("figures", figures_section(abs_paths, page_dir)),
+            ("runs", runs_section(records, page_dir)),
+        ]
+    )
+    old = (
+        Path(page_path).read_text(encoding="utf-8") if os.path.isfile(page_path) else ""
+    )
+    if not old:
+        old = f"# Results on {dataset}\n"
+    pages = OrderedDict([(page_path, replace_sections(old, sections))])
+    if readme and os.path.isfile(readme):
+        readme_dir = os.path.dirname(os.path.abspath(readme))
+        text = Path(readme).read_text(encoding="utf-8")
+        block = headline_section(
+            rows, papers, dataset, abs_paths, readme_dir, os.path.abspath(page_path)
+        )
+        new = replace_sections(
+            text, {f"{dataset}:headline": block}, append_missing=False
+        )
+        if BEGIN.format(f"{dataset}:headline") in text:
+            pages[readme] = new
+    return pages, figures
+
+
+def stale(pages, figures):
+    """What differs on disk from what the records give, one line each."""
+    out = []
+    for path, text in pages.items():
+        old = Path(path).read_text(encoding="utf-8") if os.path.isfile(path) else None
+        if old is None:
+            out.append(f"{path}: missing")
+            continue
+        if old != text:
+            names = [
+                m
+                for m in re.findall(r"<!-- report:begin (\S+) -->", text)
+                if _section(old, m) != _section(text, m)
+            ]
+            what = ", ".join(names) if names else "sections missing"
+            out.append(f"{path}: out of date with the records ({what})")
+    for path, (_, _, data_digest) in figures.items():
+        found = png_digest(path) if os.path.isfile(path) else None
+        if found != data_digest:
+            out.append(
+                f"{path}: " + ("missing" if not os.path.isfile(path) else "out of date")
+            )
+    return out
+
+
+def _section(text, name):
+    begin, end = BEGIN.format(name), END.format(name)
+    start = text.find(begin)
+    stop = text.find(end, start)
+    return None if start < 0 or stop < 0 else text[start:stop]
+
+
+def write(pages, figures):
+    for path, text in pages.items():
+        old = Path(path).read_text(encoding="utf-8") if os.path.isfile(path) else None
+        if old != text:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            Path(tmp).write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+            print(f"wrote {path}")
+    for path, (drawer, data, data_digest) in figures.items():
+        if os.path.isfile(path) and png_digest(path) == data_digest:
+            continue
+        drawer(data, path, data_digest)
+        print(f"drew {path}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m recbole_ssl.report",
+        description="Render results pages and figures from run records.",
+    )
+    parser.add_argument(
+        "--dataset", action="append", help="dataset (repeatable; default: all)"
+    )
+    parser.add_argument("--records", default=os.path.join("results", "runs"))
+    parser.add_argument("--results", default="results", help="pages and figures")
+    parser.add_argument("--readme", default="README.md")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if anything is out of date"
+    )
+    args = parser.parse_args(argv)
+    try:
+        if not os.path.isdir(args.records):
+            raise ReportError(f"no records folder {args.records}")
+        datasets = args.dataset or datasets_in(args.records)
+        problems = []
+        for dataset in datasets:
+            pages, figures = render(dataset, args.records, args.results, args.readme)
+            if args.check:
+                problems += stale(pages, figures)
+            else:
+                write(pages, figures)
+    except ReportError as e:
+        sys.stderr.write(f"recbole_ssl.report: error: {e}\n")
+        return 2
+    if args.check:
+        for line in problems:
+            sys.stderr.write(f"recbole_ssl.report: {line}\n")
+        if problems:
+            sys.stderr.write(
+                "recbole_ssl.report: run `python -m recbole_ssl.report` and commit\n"
+            )
+            return 1
+        print(f"up to date: {', '.join(datasets)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

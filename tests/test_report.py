@@ -1,0 +1,189 @@
+"""The report renders results pages and figures from run records, and --check catches
+pages that the records no longer match."""
+
+import copy
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_DIR, run_tiny
+
+from recbole_ssl import report
+from recbole_ssl.record import load
+
+
+def run_report(cwd, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "recbole_ssl.report", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def fake_record(
+    model, seed, ndcg20, setting=None, curve=(0.01, 0.02), status="finished"
+):
+    test = {m: round(ndcg20 * (1 + i) / 6, 4) for i, m in enumerate(report.METRICS)}
+    test["ndcg@20"] = ndcg20
+    return {
+        "format": "recbole-ssl run record",
+        "version": 1,
+        "status": status,
+        "kind": "train",
+        "transcribed": False,
+        "model": model,
+        "dataset": "toy",
+        "seed": seed,
+        "setting": setting or {},
+        "command": f"python run_recbole_ssl.py --model={model} --seed={seed}",
+        "epochs": [
+            {
+                "stage": "train",
+                "epoch": i,
+                "train_seconds": 2.0 + i,
+                "valid_score": v,
+                "valid": {"ndcg@20": v},
+            }
+            for i, v in enumerate(curve)
+        ],
+        "best_epoch": len(curve) - 1,
+        "test": test,
+        "machine": {"cpu": "toy cpu", "cores": 2, "threads": 1},
+        "git": {"commit": "0123456789abcdef", "dirty": False},
+        "wall_seconds": 120.0,
+        "start_time": "2026-12-01T10:00:00+00:00",
+    }
+
+
+def write_records(folder, records):
+    os.makedirs(folder / "toy", exist_ok=True)
+    for i, record in enumerate(records):
+        path = folder / "toy" / f"{record['model']}-{record['seed']}-{i}.json"
+        path.write_text(json.dumps(record))
+
+
+def test_rows_group_by_setting_with_mean_and_sample_std(tmp_path):
+    write_records(
+        tmp_path / "runs",
+        [
+            fake_record("SASRec", 1, 0.1),
+            fake_record("SASRec", 2, 0.2),
+            fake_record("SASRec", 3, 0.3),
+            fake_record("SASRec", 1, 0.5, setting={"n_layers": 3}),
+            # output keys and the seed never make a setting of their own
+            fake_record("ICLRec", 1, 0.25, setting={"state": "INFO"}),
+            fake_record("ICLRec", 2, 0.35),
+        ],
+    )
+    rows = report.build_rows(report.load_records(str(tmp_path / "runs"), "toy"))
+    assert [(r.model, r.setting, len(r.records)) for r in rows] == [
+        ("SASRec", {}, 3),
+        ("SASRec", {"n_layers": 3}, 1),
+        ("ICLRec", {}, 2),
+    ]
+    mean, std = rows[0].mean_std("ndcg@20")
+    assert mean == pytest.approx(0.2) and std == pytest.approx(0.1)  # by hand
+    assert rows[1].mean_std("ndcg@20") == (0.5, None)
+    assert rows[0].seconds_per_epoch() == pytest.approx(2.5)
+    text = report.results_section(rows, {}, "toy", str(tmp_path))
+    assert "| **SASRec** | defaults | 1/2/3 |" in text
+    assert "0.2000 ± 0.1000" in text
+    assert "| SASRec | n_layers=3 | 1 |" in text
+
+
+def test_paper_ratio_uses_the_first_full_ranking_source(tmp_path):
+    papers = {
+        "toy": {
+            "SASRec": [
+                {
+                    "source": "sampled",
+                    "protocol": "sampled-99",
+                    "metrics": {"ndcg@20": 0.5},
+                },
+                {"source": "T1", "protocol": "full", "metrics": {"ndcg@20": 0.04}},
+            ]
+        }
+    }
+    write_records(tmp_path / "runs", [fake_record("SASRec", 1, 0.06)])
+    rows = report.build_rows(report.load_records(str(tmp_path / "runs"), "toy"))
+    text = report.results_section(rows, papers, "toy", str(tmp_path))
+    assert "| 0.0400 (NDCG@20) | 1.50x |" in text
+
+
+def test_superseded_and_unfinished_records_are_listed_not_averaged(tmp_path):
+    first = fake_record("SASRec", 1, 0.1, status="interrupted")
+    first["superseded_by"] = "SASRec-1-1.json"
+    running = fake_record("SASRec", 2, 0.9, status="running")
+    running["test"] = None
+    write_records(tmp_path / "runs", [first, fake_record("SASRec", 1, 0.1), running])
+    records = report.load_records(str(tmp_path / "runs"), "toy")
+    (row,) = report.build_rows(records)
+    assert len(row.records) == 1 and not row.cut_off
+    runs = report.runs_section(records, str(tmp_path))
+    assert runs.count("| SASRec |") == 3 and "superseded" in runs and "running" in runs
+
+
+def test_a_tiny_run_is_rendered_and_check_catches_a_new_record(tmp_path):
+    out = run_tiny(tmp_path, "SASRec", "--epochs=1", "--show_progress=False")
+    assert out.returncode == 0, out.stderr[-2000:]
+    page = tmp_path / "results" / "tiny.md"
+    page.parent.mkdir(exist_ok=True)
+    page.write_text(
+        "# Tiny\n\nProse by hand.\n\n<!-- report:begin results -->\nold\n"
+        "<!-- report:end results -->\n\nMore prose.\n"
+    )
+    (readme := tmp_path / "README.md").write_text(
+        "# r\n<!-- report:begin tiny:headline -->\n<!-- report:end tiny:headline -->\n"
+    )
+    stale = run_report(tmp_path, "--check")
+    assert stale.returncode == 1 and "tiny.md: out of date" in stale.stderr
+
+    assert run_report(tmp_path).returncode == 0
+    text = page.read_text()
+    assert text.startswith("# Tiny\n\nProse by hand.\n\n") and "More prose." in text
+    assert "| **SASRec** | epochs=1 | 2020 |" in text
+    (record_file,) = glob.glob(str(tmp_path / "results" / "runs" / "tiny" / "*.json"))
+    record = load(record_file)
+    assert f"{record['test']['ndcg@20']:.4f}" in text
+    for name in ("test-ndcg", "valid-curves", "valid-curves-settings"):
+        figure = tmp_path / "results" / "figures" / f"tiny-{name}.png"
+        assert report.png_digest(str(figure)), figure
+    assert "figures/tiny-test-ndcg.png" in text
+    assert "results/figures/tiny-test-ndcg.png" in readme.read_text()
+    assert "| model | seeds | NDCG@10 |" in readme.read_text()
+    checked = run_report(tmp_path, "--check")
+    assert checked.returncode == 0, checked.stderr
+
+    # another seed's record: the page and the figures are stale until re-rendered
+    added = copy.deepcopy(record)
+    added["seed"] = 2021
+    added["test"]["ndcg@20"] = 0.5
+    with open(record_file.replace(".json", "-2021.json"), "w") as f:
+        json.dump(added, f)
+    stale = run_report(tmp_path, "--check")
+    assert stale.returncode == 1
+    assert "tiny.md: out of date with the records (results, runs)" in stale.stderr
+    assert "tiny-test-ndcg.png: out of date" in stale.stderr
+    assert "README.md: out of date" in stale.stderr
+    assert run_report(tmp_path).returncode == 0
+    assert "| **SASRec** | epochs=1 | 2020/2021 |" in page.read_text()
+    assert run_report(tmp_path, "--check").returncode == 0
+
+
+def test_a_bad_record_is_one_line(tmp_path):
+    folder = tmp_path / "results" / "runs" / "toy"
+    folder.mkdir(parents=True)
+    (folder / "broken.json").write_text("{ not json")
+    out = run_report(tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.count("\n") == 1 and "broken.json" in out.stderr
+
+
+def test_the_committed_pages_are_up_to_date():
+    out = run_report(REPO_DIR, "--check")
+    assert out.returncode == 0, out.stderr
