@@ -127,9 +127,10 @@ def final_stage_epochs(record):
 
 
 def epochs_run(record):
-    if record.get("epochs_run"):
-        return record["epochs_run"]
-    return len(final_stage_epochs(record)) or None
+    """Epochs trained: ``pretrain + finetune`` for two-stage runs (S3-Rec)."""
+    count = record.get("epochs_run") or len(final_stage_epochs(record)) or None
+    pretrain = record.get("pretrain_epochs_run")
+    return f"{pretrain} + {count}" if pretrain and count else count
 
 
 class Row:
@@ -417,7 +418,8 @@ def headline_section(rows, papers, dataset, figures, readme_dir, page_path):
     lines += [
         "",
         f"Each model's headline row (its defaults where measured); mean ± std over "
-        f"seeds. Every setting, seed and "
+        f"seeds; † stopped before early stopping ended it, its best checkpoint "
+        f"tested. Every setting, seed and "
         f"command: [`{page}`]({page}).",
     ]
     return "\n".join(lines)
@@ -519,7 +521,8 @@ def draw_curves(data, path, data_digest):
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for label, series in data["curves"].items():
         epochs, mean, low, high = _band(series)
-        (line,) = ax.plot(epochs, mean, label=f"{label} ({len(series)} seeds)")
+        seeds = f"{len(series)} seed" + ("s" if len(series) > 1 else "")
+        (line,) = ax.plot(epochs, mean, label=f"{label} ({seeds})")
         if len(series) > 1:
             ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("epoch")
