@@ -4,7 +4,7 @@ import argparse
 import signal
 import sys
 
-from recbole_ssl.utils import RecBoleSSLError
+from recbole_ssl.errors import RecBoleSSLError
 
 EPILOG = (
     "Any other --key=value goes to RecBole's Config and overrides the YAML files, "

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from recbole.config import Config as RecBoleConfig
 
-from recbole_ssl.utils import ConfigError, get_model
+from recbole_ssl.errors import ConfigError
+from recbole_ssl.utils import SHIPPED_DATA_DIR, get_model
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROPERTIES_DIR = PACKAGE_DIR / "properties"
-SHIPPED_DATA_DIR = PACKAGE_DIR.parent / "dataset_atomic"
 
 TRAIN_MODES = ("prefix", "sequence")
 

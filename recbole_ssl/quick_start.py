@@ -18,14 +18,9 @@ from recbole.utils.logger import RemoveColorFilter, log_colors_config
 from recbole.utils.utils import get_local_time
 
 from recbole_ssl.config import Config
+from recbole_ssl.errors import ConfigError, RecBoleSSLError
 from recbole_ssl.record import recording
-from recbole_ssl.utils import (
-    ConfigError,
-    RecBoleSSLError,
-    create_dataset,
-    data_preparation,
-    get_trainer,
-)
+from recbole_ssl.utils import create_dataset, data_preparation, get_trainer
 
 _LOG_HANDLER_TAG = "_recbole_ssl"
 

@@ -1,18 +1,38 @@
 """recbole_ssl.utils: plugin-first lookups of models, trainers and datasets.
 
 Each lookup tries the plugin first and falls back to RecBole, so one entry point runs
-plugin models and RecBole's own models (``--model=GRU4Rec``) alike.
+plugin models and RecBole's own models (``--model=GRU4Rec``) alike. The lookups sit
+above the models, trainers and data modules (they import them by name, when called);
+those import the floor below instead: :mod:`recbole_ssl.errors` (errors and config
+checks) and :mod:`recbole_ssl.distributed` (what ranks share). Both are re-exported
+here for code written against the earlier single module.
 """
 
 import importlib
 import inspect
 import os
+from pathlib import Path
 
-import torch
 from recbole.data import data_preparation as recbole_data_preparation
 from recbole.utils import ModelType
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
+
+from recbole_ssl.distributed import (  # noqa: F401 (re-exported)
+    broadcast_from_rank0,
+    broadcast_object,
+    gather_from_all_ranks,
+    process_group,
+)
+from recbole_ssl.errors import (  # noqa: F401 (re-exported)
+    ConfigError,
+    DatasetNotFoundError,
+    ModelNotFoundError,
+    RecBoleSSLError,
+    check_choice,
+    check_integer,
+    check_number,
+)
 
 RECBOLE_MODEL_PACKAGES = (
     "general_recommender",
@@ -20,49 +40,8 @@ RECBOLE_MODEL_PACKAGES = (
     "sequential_recommender",
     "knowledge_aware_recommender",
 )
-
-
-class RecBoleSSLError(ValueError):
-    """A user error (bad name, path or config value): reported in one line by the CLI."""
-
-
-class ConfigError(RecBoleSSLError):
-    """A config key has a value the plugin or RecBole cannot use."""
-
-
-def check_integer(key, value, minimum):
-    """Raise a :class:`ConfigError` naming ``key`` unless ``value`` is an int >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_number(key, value, low, high=None, low_open=False):
-    """Raise a :class:`ConfigError` naming ``key`` unless ``value`` is a real number
-    ``>= low`` (``> low`` with ``low_open``) and, if given, ``<= high``."""
-    valid = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if valid:
-        valid = value > low if low_open else value >= low
-        valid = valid and (high is None or value <= high)
-    if not valid:
-        if high is not None:
-            bound = f"in [{low}, {high}]"
-        else:
-            bound = f"{'>' if low_open else '>='} {low}"
-        raise ConfigError(f"{key} must be a number {bound}, got {value!r}")
-
-
-def check_choice(key, value, allowed):
-    """Raise a :class:`ConfigError` naming ``key`` unless ``value`` is in ``allowed``."""
-    if value not in allowed:
-        raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
-
-
-class ModelNotFoundError(RecBoleSSLError):
-    """No plugin or RecBole model has the requested name."""
-
-
-class DatasetNotFoundError(RecBoleSSLError):
-    """The dataset's atomic files are in none of the searched folders."""
+# the datasets shipped with the repository, found from any working folder
+SHIPPED_DATA_DIR = Path(__file__).resolve().parent.parent / "dataset_atomic"
 
 
 def _plugin_models():
@@ -125,8 +104,6 @@ def get_trainer(model_type, model_name):
 
 def check_dataset_exists(config):
     """Fail fast, before RecBole would try (and fail) to download the dataset."""
-    from recbole_ssl.config import SHIPPED_DATA_DIR
-
     dataset = config["dataset"]
     searched = [os.path.abspath(config["data_path"])]
     shipped = str(SHIPPED_DATA_DIR / dataset)
@@ -172,60 +149,3 @@ def data_preparation(config, dataset):
 
     train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
     return train_data, history_masked(valid_data), history_masked(test_data)
-
-
-def process_group():
-    """``(rank, world_size, device for collectives)`` in a distributed run, else None.
-
-    NCCL exchanges CUDA tensors, gloo CPU ones.
-    """
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()):
-        return None
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    return dist.get_rank(), dist.get_world_size(), device
-
-
-def broadcast_from_rank0(tensor):
-    """``tensor`` as rank 0 has it, in a distributed run; ``tensor`` itself otherwise.
-
-    For what one rank computes for all (item correlations, cluster centroids), so no
-    rank silently uses its own copy.
-    """
-    group = process_group()
-    if group is None:
-        return tensor
-    shared = tensor.detach().to(group[2]).contiguous()
-    torch.distributed.broadcast(shared, src=0)
-    return shared.to(tensor.device)
-
-
-def broadcast_object(value):
-    """A picklable ``value`` as rank 0 has it, in a distributed run (e.g. a file name
-    holding the local time, on which ranks may disagree by a second)."""
-    if process_group() is None:
-        return value
-    box = [value]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def gather_from_all_ranks(tensor):
-    """Every rank's ``tensor`` concatenated along dim 0 in rank order (``tensor`` itself
-    if not distributed). Ranks may hold different numbers of rows."""
-    group = process_group()
-    if group is None:
-        return tensor
-    dist, device = torch.distributed, group[2]
-    local = tensor.detach().to(device).contiguous()
-    sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(group[1])]
-    dist.all_gather(sizes, torch.tensor([local.size(0)], device=device))
-    largest = int(max(size.item() for size in sizes))
-    padded = local.new_zeros(largest, *local.shape[1:])
-    padded[: local.size(0)] = local
-    gathered = [torch.zeros_like(padded) for _ in sizes]
-    dist.all_gather(gathered, padded)
-    parts = [
-        part[: int(size.item())] for part, size in zip(gathered, sizes, strict=True)
-    ]
-    return torch.cat(parts).to(tensor.device)

@@ -14,7 +14,7 @@ import os
 import torch
 from recbole.utils import FeatureType
 
-from recbole_ssl.utils import ConfigError
+from recbole_ssl.errors import ConfigError
 
 ATTRIBUTE_TYPES = (FeatureType.TOKEN, FeatureType.TOKEN_SEQ)
 

@@ -22,7 +22,7 @@ correlated items come from a :class:`recbole_ssl.data.correlation.ItemCorrelatio
 
 import torch
 
-from recbole_ssl.utils import ConfigError, check_integer, check_number
+from recbole_ssl.errors import ConfigError, check_integer, check_number
 
 OPERATORS = ("crop", "mask", "reorder", "substitute", "insert")
 CORRELATED_OPERATORS = ("substitute", "insert")

@@ -5,6 +5,7 @@ from typing import NamedTuple
 import torch
 
 from recbole_ssl.data.augment import SequenceAugmenter
+from recbole_ssl.errors import check_choice, check_integer, check_number
 from recbole_ssl.model.losses import (
     REPRESENTATIONS,
     SIMILARITIES,
@@ -14,7 +15,6 @@ from recbole_ssl.model.losses import (
     similarity_matrix,
 )
 from recbole_ssl.model.sasrec import SASRec
-from recbole_ssl.utils import check_choice, check_integer, check_number
 
 
 class ContrastiveLoss(NamedTuple):

@@ -13,12 +13,12 @@ import faiss
 import numpy as np
 import torch
 
-from recbole_ssl.utils import (
-    RecBoleSSLError,
+from recbole_ssl.distributed import (
     broadcast_from_rank0,
     gather_from_all_ranks,
     process_group,
 )
+from recbole_ssl.errors import RecBoleSSLError
 
 
 class ClusteringError(RecBoleSSLError):

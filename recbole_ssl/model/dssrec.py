@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_ssl.errors import ConfigError, check_choice, check_integer, check_number
 from recbole_ssl.model.sasrec import SASRec
-from recbole_ssl.utils import ConfigError, check_choice, check_integer, check_number
 
 S2I_LOSSES = ("CE", "in_batch")
 

@@ -4,15 +4,10 @@ from typing import NamedTuple
 
 import torch
 
+from recbole_ssl.errors import ConfigError, check_choice, check_integer, check_number
 from recbole_ssl.model.cl4srec import CL4SRec
 from recbole_ssl.model.intent import IntentPrototypes
 from recbole_ssl.model.losses import SIMILARITIES, sequence_representation
-from recbole_ssl.utils import (
-    ConfigError,
-    check_choice,
-    check_integer,
-    check_number,
-)
 
 
 class ICLRecLoss(NamedTuple):

@@ -13,9 +13,9 @@ an epoch (see :class:`recbole_ssl.trainer.ICLRecTrainer`).
 
 import torch
 
+from recbole_ssl.distributed import gather_from_all_ranks, process_group
 from recbole_ssl.model.clustering import distributed_kmeans
 from recbole_ssl.model.losses import intent_nce
-from recbole_ssl.utils import gather_from_all_ranks, process_group
 
 
 class IntentPrototypes:

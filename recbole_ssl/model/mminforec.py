@@ -9,9 +9,9 @@ from recbole.model.layers import TransformerEncoder
 from torch import nn
 
 from recbole_ssl.data.attributes import attribute_fields, load_item_attributes
+from recbole_ssl.errors import ConfigError, check_choice, check_integer, check_number
 from recbole_ssl.model.losses import SIMILARITIES, mince
 from recbole_ssl.model.sasrec import SASRec
-from recbole_ssl.utils import ConfigError, check_choice, check_integer, check_number
 
 MEMORY_TYPES = ("residual", "no_residual", "none")
 

@@ -12,8 +12,8 @@ from recbole_ssl.data.attributes import (
     attribute_targets,
     load_item_attributes,
 )
+from recbole_ssl.errors import check_choice, check_number
 from recbole_ssl.model.sasrec import SASRec
-from recbole_ssl.utils import check_choice, check_number
 
 STAGES = ("pretrain", "finetune")
 

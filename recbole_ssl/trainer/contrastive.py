@@ -10,8 +10,8 @@ training every rank uses rank 0's tables.
 import time
 
 from recbole_ssl.data.correlation import ItemCorrelation
+from recbole_ssl.distributed import broadcast_from_rank0
 from recbole_ssl.trainer.trainer import Trainer
-from recbole_ssl.utils import broadcast_from_rank0
 
 
 class ContrastiveTrainer(Trainer):

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from recbole.utils.utils import get_local_time
 
+from recbole_ssl.distributed import broadcast_object
+from recbole_ssl.errors import ConfigError
 from recbole_ssl.trainer.trainer import Trainer
-from recbole_ssl.utils import ConfigError, broadcast_object
 
 
 class S3RecTrainer(Trainer):

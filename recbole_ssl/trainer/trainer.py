@@ -38,8 +38,8 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
+from recbole_ssl.distributed import broadcast_object
 from recbole_ssl.record import to_plain
-from recbole_ssl.utils import broadcast_object
 
 RECBOLE_TENSORBOARD_DIR = "log_tensorboard"
 

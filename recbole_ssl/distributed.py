@@ -1,0 +1,64 @@
+"""recbole_ssl.distributed: what one rank shares with the others in RecBole's
+distributed mode (no-ops in a single process).
+
+Below the models and trainers: it imports nothing of the plugin.
+"""
+
+import torch
+
+
+def process_group():
+    """``(rank, world_size, device for collectives)`` in a distributed run, else None.
+
+    NCCL exchanges CUDA tensors, gloo CPU ones.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def broadcast_from_rank0(tensor):
+    """``tensor`` as rank 0 has it, in a distributed run; ``tensor`` itself otherwise.
+
+    For what one rank computes for all (item correlations, cluster centroids), so no
+    rank silently uses its own copy.
+    """
+    group = process_group()
+    if group is None:
+        return tensor
+    shared = tensor.detach().to(group[2]).contiguous()
+    torch.distributed.broadcast(shared, src=0)
+    return shared.to(tensor.device)
+
+
+def broadcast_object(value):
+    """A picklable ``value`` as rank 0 has it, in a distributed run (e.g. a file name
+    holding the local time, on which ranks may disagree by a second)."""
+    if process_group() is None:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_from_all_ranks(tensor):
+    """Every rank's ``tensor`` concatenated along dim 0 in rank order (``tensor`` itself
+    if not distributed). Ranks may hold different numbers of rows."""
+    group = process_group()
+    if group is None:
+        return tensor
+    dist, device = torch.distributed, group[2]
+    local = tensor.detach().to(device).contiguous()
+    sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(group[1])]
+    dist.all_gather(sizes, torch.tensor([local.size(0)], device=device))
+    largest = int(max(size.item() for size in sizes))
+    padded = local.new_zeros(largest, *local.shape[1:])
+    padded[: local.size(0)] = local
+    gathered = [torch.zeros_like(padded) for _ in sizes]
+    dist.all_gather(gathered, padded)
+    parts = [
+        part[: int(size.item())] for part, size in zip(gathered, sizes, strict=True)
+    ]
+    return torch.cat(parts).to(tensor.device)
