@@ -182,6 +182,16 @@ def test_augmenter_draws_from_the_set_for_each_length():
     assert new_lengths[0] == 11 and (new_seq[0] >= 100).sum() == 1
 
 
+def test_a_sequence_of_exactly_the_threshold_length_is_short():
+    # CoSeRec Eq. 12: |s| <= K draws from the short set, |s| > K from the long one
+    augmenter = SequenceAugmenter(
+        MASK, short_operators=["mask"], long_operators=["crop"], threshold=5
+    )
+    codes = augmenter.choose_operators(torch.tensor([1, 4, 5, 6, 50]), generator())
+    names = [OPERATORS[c] for c in codes.tolist()]
+    assert names == ["mask", "mask", "mask", "crop", "crop"]
+
+
 def test_augmenter_uses_every_operator_of_a_set():
     seq = torch.arange(1, 21).repeat(400, 1)
     lengths = torch.full((400,), 20)

@@ -42,7 +42,16 @@ def test_itemcf_iuf_matches_the_hand_computed_toy():
     assert neighbours[4, 1].item() == 4 and scores[4, 1].item() == -math.inf
     # padding item 0: no neighbour
     assert neighbours[0].tolist() == [0, 0]
-    assert (low, high) == pytest.approx((min(s13, s34), max(s12, s34)))
+    # bounds over all 12 ordered pairs of distinct real items: (1, 4) and (2, 4)
+    # never co-occur and score 0, the same population as the model-based bounds
+    assert (low, high) == pytest.approx((0.0, max(s12, s34)))
+
+
+def test_itemcf_iuf_bounds_when_every_pair_co_occurs():
+    # one user with items 1, 2, 3: every pair co-occurs, so the minimum is positive
+    _, _, (low, high) = itemcf_iuf([0, 0, 0], [1, 2, 3], 4)
+    score = (1 / math.log(4)) / math.sqrt(1 * 1)
+    assert (low, high) == pytest.approx((score, score))
 
 
 def test_itemcf_iuf_is_the_same_in_any_chunking():
@@ -98,7 +107,8 @@ def embeddings():
 def test_model_based_top_k_is_the_dot_product_top_k(embeddings):
     neighbours, scores, (low, high) = embedding_top_k(embeddings, k=3, chunk_size=7)
     full = embeddings @ embeddings.t()
-    real = full[1:, 1:]
+    distinct = ~torch.eye(29, dtype=torch.bool)  # real items, each without itself
+    real = full[1:, 1:][distinct]
     assert (low, high) == pytest.approx((real.min().item(), real.max().item()))
     for item in range(1, 30):
         row = full[item].clone()
@@ -127,3 +137,31 @@ def test_hybrid_takes_the_higher_normalised_score_per_item(embeddings):
     assert torch.equal(correlation.most_correlated(items), expected)
     correlation.use_memory_based()
     assert torch.equal(correlation.most_correlated(items), neighbours[1:, 0])
+
+
+def test_hybrid_by_hand_on_one_scale():
+    """Eqs. 9-11 on the toy, every value computed here, not by the module.
+
+    Embeddings: e1 = (2, 0), e2 = (0, 1), e3 = (1, 1), e4 = (0, -1). Dot products of
+    distinct items: 1.2 = 0, 1.3 = 2, 1.4 = 0, 2.3 = 1, 2.4 = -1, 3.4 = -1, so the
+    model-based bounds are (-1, 2) (with each item's own product they would reach 4).
+    Best model-based neighbours: 1 -> 3 (2), 2 -> 3 (1), 3 -> 1 (2), 4 -> 1 (0),
+    normalised (s + 1) / 3: 1, 2/3, 1, 1/3.
+    Memory-based (Eq. 9, bounds (0, s12)): 1 -> 2 and 2 -> 1 (s12, normalised 1),
+    3 -> 4 and 4 -> 3 (s34 / s12 = 0.789).
+    Eq. 11 keeps the memory neighbour where its score is at least the model's: items
+    1, 2, 4; item 3 takes its model neighbour, 1. (With the diagonal in the model
+    bounds and co-occurring pairs only in the memory bounds, item 3 would compare
+    0.62 with 0.6 and keep 4.)
+    """
+    s12, _, _, s34 = toy_scores()
+    assert s34 / s12 == pytest.approx(0.789, abs=1e-3)
+    correlation = ItemCorrelation.from_pairs(TOY_USERS, TOY_ITEMS, 5)
+    assert correlation.memory_scores[1:, 0].tolist() == pytest.approx(
+        [1.0, 1.0, s34 / s12, s34 / s12]
+    )
+    embeddings = torch.tensor([[0.0, 0.0], [2, 0], [0, 1], [1, 1], [0, -1]])
+    keep_memory = correlation.refresh_model_based(embeddings)
+    assert keep_memory[1:].tolist() == [True, True, False, True]
+    items = torch.tensor([1, 2, 3, 4])
+    assert correlation.most_correlated(items).tolist() == [2, 1, 1, 3]

@@ -9,8 +9,13 @@ of three correlations:
 * model-based (Eq. 10): ``Cor_e(i, j) = e_i . e_j`` from the current item embeddings;
 * hybrid (Eq. 11): per item, the source whose best (min-max normalised) score is higher.
 
-Each score table is min-max normalised over all its item pairs, as the authors' code
-does, so the two are comparable. :class:`ItemCorrelation` answers
+Both score tables are min-max normalised over the same population, every pair of two
+distinct real items (the padding item excluded; for ItemCF-IUF, pairs that never
+co-occur score 0), so that Eq. 11 compares them on one scale. The authors' code bounds
+ItemCF-IUF by its stored (co-occurring) pairs only and the dot products by all pairs
+including each item with itself (and the padding row); the item's own dot product is
+usually the largest, which shrinks every normalised model-based score and tilts Eq. 11
+towards ItemCF. :class:`ItemCorrelation` answers
 ``most_correlated(items)`` with one batched table lookup; the model-based part is
 recomputed by :meth:`ItemCorrelation.refresh_model_based`, which the trainer calls once
 per epoch after the warm-up.
@@ -52,9 +57,10 @@ def itemcf_iuf(users, items, n_items, k=1, chunk_size=2048):
     """ItemCF-IUF (Eq. 9) top-``k`` neighbours of every item.
 
     Returns ``(neighbours [n_items, k], scores [n_items, k], (min, max))`` where the
-    scores are raw Eq. 9 values and ``(min, max)`` range over all co-occurring pairs
-    (i != j). An item with no co-occurring item (the padding item, items absent from
-    training) has itself as neighbour with score ``-inf``.
+    scores are raw Eq. 9 values and ``(min, max)`` range over all pairs of distinct
+    real items (ids 1 .. n_items - 1), a pair that never co-occurs scoring 0. An item
+    with no co-occurring item (the padding item, items absent from training) has
+    itself as neighbour with score ``-inf``.
     """
     users = np.asarray(users)
     items = np.asarray(items)
@@ -73,16 +79,17 @@ def itemcf_iuf(users, items, n_items, k=1, chunk_size=2048):
     norm = np.sqrt(np.maximum(item_degree, 1))
     neighbours = torch.zeros(n_items, k, dtype=torch.long)
     scores = torch.full((n_items, k), -torch.inf, dtype=torch.float64)
-    low, high = np.inf, -np.inf
+    low, high, n_positive = np.inf, -np.inf, 0
     for start in range(0, n_items, chunk_size):
         stop = min(start + chunk_size, n_items)
         block = (item_user[start:stop] @ weighted).toarray()  # [chunk, n_items]
         block /= norm[start:stop, None] * norm[None, :]
         rows = np.arange(stop - start)
         block[rows, np.arange(start, stop)] = 0.0
-        positive = block[block > 0]
+        positive = block[block > 0]  # the padding item co-occurs with nothing
         if positive.size:
             low, high = min(low, positive.min()), max(high, positive.max())
+            n_positive += positive.size
         block[block <= 0] = -np.inf
         values, index = _top_k(torch.from_numpy(block), k, torch.arange(start, stop))
         neighbours[start:stop] = index
@@ -90,7 +97,10 @@ def itemcf_iuf(users, items, n_items, k=1, chunk_size=2048):
     isolated = torch.isinf(scores)
     own = torch.arange(n_items)[:, None].expand(n_items, k)
     neighbours[isolated] = own[isolated]
-    bounds = (float(low), float(high)) if np.isfinite(low) else (0.0, 1.0)
+    n_real = n_items - 1
+    if n_positive < n_real * (n_real - 1):
+        low = 0.0  # some pair of distinct real items never co-occurs
+    bounds = (float(low), float(high)) if np.isfinite(high) else (0.0, 1.0)
     return neighbours, scores.float(), bounds
 
 
@@ -100,7 +110,7 @@ def embedding_top_k(embeddings, k=1, chunk_size=1024):
 
     ``embeddings`` is ``[n_items, H]`` with row 0 the padding item. Returns
     ``(neighbours [n_items, k], scores [n_items, k], (min, max))`` with ``(min, max)``
-    over all pairs of real items.
+    over all pairs of distinct real items (no item with itself, no padding).
     """
     n_items = embeddings.size(0)
     neighbours = torch.zeros(n_items, k, dtype=torch.long, device=embeddings.device)
@@ -109,9 +119,20 @@ def embedding_top_k(embeddings, k=1, chunk_size=1024):
     for start in range(0, n_items, chunk_size):
         stop = min(start + chunk_size, n_items)
         block = embeddings[start:stop] @ embeddings.t()  # [chunk, n_items]
-        real = block[max(start, 1) - start :, 1:]
-        if real.numel():
-            low, high = min(low, real.min().item()), max(high, real.max().item())
+        first = max(start, 1) - start  # rows of real items
+        real = block[first:, 1:]
+        if real.size(0) and real.size(1) > 1:
+            # the item itself at column (row + first + start - 1) of ``real``
+            rows = torch.arange(real.size(0), device=block.device)
+            own = rows + first + start - 1
+            low = min(
+                low,
+                real.index_put((rows, own), real.new_tensor(torch.inf)).min().item(),
+            )
+            high = max(
+                high,
+                real.index_put((rows, own), real.new_tensor(-torch.inf)).max().item(),
+            )
         values, index = _top_k(block, k, torch.arange(start, stop, device=block.device))
         neighbours[start:stop] = index
         scores[start:stop] = values
