@@ -39,10 +39,11 @@ def main(argv=None):
         return 2
     from recbole.trainer import HyperTuning
 
-    from recbole_ssl.quick_start import objective_function
+    from recbole_ssl.quick_start import exit_on_sigterm, objective_function
     from recbole_ssl.utils import RecBoleSSLError
 
     config_files = args.config_files.split() if args.config_files else []
+    exit_on_sigterm()
 
     def objective(config_dict, config_file_list, saved=True):
         config_dict = dict(config_dict or {}, model=args.model, dataset=args.dataset)

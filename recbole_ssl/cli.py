@@ -1,7 +1,6 @@
 """recbole_ssl.cli: the command line of ``run_recbole_ssl.py``."""
 
 import argparse
-import signal
 import sys
 
 from recbole_ssl.errors import RecBoleSSLError
@@ -43,21 +42,17 @@ def parse_args(argv=None):
     return args
 
 
-def _terminated(signum, frame):
-    # SIGTERM ends the run through Python's exit path, so the run record says
-    # 'interrupted' and no output is left half-written
-    raise SystemExit(128 + signum)
-
-
 def main(argv=None):
     """Run from the command line; a user error ends with one line on stderr, exit 2."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)
     config_files = args.config_files.split() if args.config_files else None
     from recbole_ssl.quick_start import (  # after --help, which needs no torch
         evaluate_checkpoint,
+        exit_on_sigterm,
         run,
     )
+
+    exit_on_sigterm()
 
     try:
         if args.evaluate:

@@ -6,7 +6,9 @@ needs setuptools' ``pkg_resources``, and its lookups only know RecBole's models.
 
 import logging
 import os
+import signal
 import sys
+import threading
 from logging import getLogger
 
 import colorlog
@@ -120,28 +122,9 @@ def run_recbole_ssl(
     with recording(config, "train", "run_recbole_ssl", log_file) as record:
         if record is not None:
             logger.info(f"run record: {record.path}")
-        dataset = create_dataset(config)
-        logger.info(dataset)
-        train_data, valid_data, test_data = data_preparation(config, dataset)
-
-        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-        model = config.model_class(config, train_data._dataset).to(config["device"])
-        logger.info(model)
-        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-        trainer.run_record = record
-
-        best_valid_score, best_valid_result = trainer.fit(
-            train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        best_valid_score, best_valid_result, test_result = _train_and_test(
+            config, record, saved, verbose=True, logger=logger
         )
-        test_result = trainer.evaluate(
-            test_data, load_best_model=saved, show_progress=config["show_progress"]
-        )
-        if record is not None:
-            record.finish(
-                best_valid_result,
-                test_result,
-                checkpoint=trainer.saved_model_file if saved else None,
-            )
 
     logger.info(
         "The running environment of this training is as follows:\n"
@@ -162,7 +145,47 @@ def run_recbole_ssl(
     return result
 
 
+def _train_and_test(config, record, saved, verbose=True, logger=None, show=None):
+    """Data, model, trainer; fit, test, and the record's end. Returns ``(best valid
+    score, best valid result, test result)``."""
+    dataset = create_dataset(config)
+    if logger:
+        logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = config.model_class(config, train_data._dataset).to(config["device"])
+    if logger:
+        logger.info(model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.run_record = record
+    show = config["show_progress"] if show is None else show
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, verbose=verbose, saved=saved, show_progress=show
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show)
+    if record is not None:
+        record.finish(
+            best_valid_result,
+            test_result,
+            tested="best" if saved else "last",
+            **(trainer.checkpoint_files() if saved else {}),
+        )
+    return best_valid_score, best_valid_result, test_result
+
+
+def exit_on_sigterm():
+    """SIGTERM ends the process through Python's exit path (``SystemExit(143)``), so
+    the run record says 'interrupted' and no output is left half-written."""
+
+    def terminated(signum, frame):
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, terminated)
+
+
 def _run_rank(rank, model, dataset, config_file_list, config_dict, queue):
+    exit_on_sigterm()
     config_dict = dict(config_dict, local_rank=rank)
     run_recbole_ssl(model, dataset, config_file_list, config_dict, queue=queue)
 
@@ -196,12 +219,24 @@ def run(
         offset=group_offset,
     )
     queue = mp.get_context("spawn").SimpleQueue()
-    mp.spawn(
+    context = mp.spawn(
         _run_rank,
         args=(model, dataset, config_file_list, config_dict, queue),
         nprocs=nproc,
-        join=True,
+        join=False,
     )
+    try:
+        while not context.join():
+            pass
+    except BaseException:
+        # Ctrl-C or SIGTERM here: each rank gets SIGTERM, ends as interrupted (rank
+        # 0's record says so) and is waited for, instead of training on
+        for process in context.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in context.processes:
+            process.join()
+        raise
     return None if queue.empty() else queue.get()
 
 
@@ -212,22 +247,9 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     log_file = init_logger(config)
     logging.getLogger().setLevel(logging.ERROR)
     with recording(config, "train", "objective_function", log_file) as record:
-        dataset = create_dataset(config)
-        train_data, valid_data, test_data = data_preparation(config, dataset)
-        init_seed(config["seed"], config["reproducibility"])
-        model = config.model_class(config, train_data._dataset).to(config["device"])
-        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-        trainer.run_record = record
-        best_valid_score, best_valid_result = trainer.fit(
-            train_data, valid_data, verbose=False, saved=saved
+        best_valid_score, best_valid_result, test_result = _train_and_test(
+            config, record, saved, verbose=False, show=False
         )
-        test_result = trainer.evaluate(test_data, load_best_model=saved)
-        if record is not None:
-            record.finish(
-                best_valid_result,
-                test_result,
-                checkpoint=trainer.saved_model_file if saved else None,
-            )
     return {
         "model": config["model"],
         "best_valid_score": best_valid_score,
@@ -302,7 +324,9 @@ def evaluate_checkpoint(model_file, config_dict=None):
             ),
         }
         if record is not None:
-            record.finish(result["valid_result"], result["test_result"], model_file)
+            record.finish(
+                result["valid_result"], result["test_result"], checkpoint=model_file
+            )
     logger.info(f"evaluated {model_file} with eval_args {config['eval_args']}")
     logger.info(set_color("valid result", "yellow") + f": {result['valid_result']}")
     logger.info(set_color("test result", "yellow") + f": {result['test_result']}")

@@ -24,6 +24,8 @@ metrics), the best epoch, best validation and test metrics, the checkpoint path.
 import datetime
 import enum
 import json
+import logging
+import math
 import os
 import platform
 import shlex
@@ -32,7 +34,7 @@ import sys
 import time
 from contextlib import contextmanager
 
-import torch
+from recbole_ssl.errors import ConfigError
 
 FORMAT = "recbole-ssl run record"
 VERSION = 1
@@ -64,6 +66,9 @@ NON_SETTING_KEYS = frozenset(
         "dataset_save_path",
         "dataloaders_save_path",
         "verbose",
+        "config_files",  # their keys are in the difference themselves
+        "evaluate",
+        "group_offset",
         "eval_batch_size",  # full-sort metrics do not depend on it
         "detect_anomaly",  # checks gradients, changes no value
         "worker",
@@ -76,12 +81,15 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def to_plain(value):
-    """``value`` with only JSON types (dicts with string keys, lists, numbers, strings)."""
+    """``value`` with only JSON types (dicts with string keys, lists, numbers, strings;
+    a NaN or infinite number becomes None)."""
     if isinstance(value, dict):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, enum.Enum):
         return value.name
@@ -90,17 +98,28 @@ def to_plain(value):
     return str(value)
 
 
-def write_json_atomic(path, data):
-    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
+def write_atomic(path, content, mode="w"):
+    """Write ``content`` (text, or bytes with ``mode="wb"``) to ``path`` through a
+    hidden temporary file in the same folder and a rename: a reader sees the old file
+    or the new one, never a part."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json_atomic(path, data):
+    """Write ``data`` as JSON (no NaN: :func:`to_plain` makes it None) atomically."""
+    text = json.dumps(data, indent=1, allow_nan=False) + "\n"
+    write_atomic(path, text)
 
 
 def config_diff(config):
@@ -118,8 +137,13 @@ def config_diff(config):
 
 
 def setting_of(diff):
-    """What makes a run's setting: its config difference without seed and output keys."""
-    return {k: v for k, v in diff.items() if k not in NON_SETTING_KEYS}
+    """What makes a run's setting: its config difference without seed and output keys
+    (and without ``nproc: 1``, the single process every run is by default)."""
+    return {
+        k: v
+        for k, v in diff.items()
+        if k not in NON_SETTING_KEYS and not (k == "nproc" and v == 1)
+    }
 
 
 def git_state(folder=None):
@@ -151,6 +175,7 @@ def git_state(folder=None):
 def versions():
     import numpy
     import recbole
+    import torch
 
     import recbole_ssl
 
@@ -187,6 +212,8 @@ def _memory_gib():
 
 def machine(device=None):
     """The machine a run uses: CPU, cores, threads, memory, GPU (if it runs on one)."""
+    import torch
+
     gpu = None
     if device is not None and torch.device(device).type == "cuda":
         gpu = torch.cuda.get_device_name(torch.device(device))
@@ -228,7 +255,7 @@ class RunRecord:
         diff = config_diff(config)
         name = (
             f"{config['model']}-seed{config['seed']}-"
-            f"{self.started.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
+            f"{self.started.strftime('%Y%m%dT%H%M%S.%f')}-{os.getpid()}.json"
         )
         self.path = os.path.join(
             config["record_dir"] or os.path.join("results", "runs"),
@@ -268,10 +295,24 @@ class RunRecord:
             "error": None,
             "config": to_plain(config.final_config_dict),
         }
-        self.save()
+        try:
+            self.save(strict=True)
+        except OSError as e:
+            raise ConfigError(
+                f"record_dir: cannot write the run record {self.path} ({e})"
+            ) from None
 
-    def save(self):
-        write_json_atomic(self.path, self.data)
+    def save(self, strict=False):
+        """Write the record; after the first write, a failure (disk full) is logged
+        and training goes on (the next epoch tries again)."""
+        self.count_epochs()
+        self.data["best_epoch"] = self.best_epoch()
+        try:
+            write_json_atomic(self.path, self.data)
+        except OSError as e:
+            if strict:
+                raise
+            logging.getLogger().warning(f"run record not written: {self.path} ({e})")
 
     def epoch(self, epoch_idx, seconds, losses, stage="train"):
         """A training epoch ended: its seconds (as RecBole times it) and loss parts."""
@@ -303,7 +344,11 @@ class RunRecord:
         if not validated:
             return None
         stage = validated[-1]["stage"]
-        validated = [e for e in validated if e["stage"] == stage]
+        validated = [  # RecBole never keeps a NaN score (stored as None)
+            e for e in validated if e["stage"] == stage and e["valid_score"] is not None
+        ]
+        if not validated:
+            return None
         scores = [e["valid_score"] for e in validated]
         best = max(scores) if self.bigger else min(scores)
         return [e["epoch"] for e in validated if e["valid_score"] == best][-1]
@@ -318,13 +363,25 @@ class RunRecord:
                 self.data[f"{stage}_epochs_run"] = stages.count(stage)
         self.data["epochs_run"] = stages.count(last) if last else 0
 
-    def finish(self, best_valid=None, test=None, checkpoint=None):
-        self.count_epochs()
-        self.data["best_epoch"] = self.best_epoch()
+    def finish(
+        self,
+        best_valid=None,
+        test=None,
+        tested=None,
+        checkpoint=None,
+        pretrain_checkpoint=None,
+    ):
+        """The run ended well. ``tested``: which model the test figures are of,
+        ``best`` (the best validation epoch's checkpoint) or ``last`` (the last
+        epoch's weights, when nothing was saved)."""
         self.data["best_valid"] = to_plain(dict(best_valid)) if best_valid else None
         self.data["test"] = to_plain(dict(test)) if test else None
+        if tested is not None:
+            self.data["tested"] = tested
         if checkpoint is not None:
             self.data["checkpoint"] = str(checkpoint)
+        if pretrain_checkpoint is not None:
+            self.data["pretrain_checkpoint"] = str(pretrain_checkpoint)
         self._end("finished")
 
     def fail(self, error):
@@ -333,8 +390,6 @@ class RunRecord:
         self.data["error"] = (
             message.splitlines()[0] if message else type(error).__name__
         )
-        self.count_epochs()
-        self.data["best_epoch"] = self.best_epoch()
         self._end("interrupted" if interrupted else "failed")
 
     def _end(self, status):
@@ -376,4 +431,37 @@ def load(path):
             f"{path}: 'status' must be one of {list(STATUSES)}, "
             f"got {data.get('status')!r}"
         )
+    _check_fields(path, data)
     return data
+
+
+def _check_fields(path, data):
+    """The fields the report reads, with their types; a record by hand may lack the
+    others (command, machine, ...)."""
+
+    def fail(what):
+        raise ValueError(f"{path}: {what}")
+
+    for key, types in (("model", str), ("dataset", str), ("kind", str)):
+        if not isinstance(data.get(key), types):
+            fail(f"{key!r} must be a string, got {data.get(key)!r}")
+    if not isinstance(data.get("seed"), int) or isinstance(data.get("seed"), bool):
+        fail(f"'seed' must be an integer, got {data.get('seed')!r}")
+    for key in ("setting", "test", "best_valid"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            fail(f"{key!r} must be an object or null, got {data[key]!r}")
+    for key in ("test", "best_valid"):
+        for metric, value in (data.get(key) or {}).items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                fail(f"{key}.{metric} must be a number, got {value!r}")
+    epochs = data.get("epochs", [])
+    if not isinstance(epochs, list):
+        fail(f"'epochs' must be a list, got {epochs!r}")
+    for i, entry in enumerate(epochs):
+        if not isinstance(entry, dict) or not isinstance(entry.get("stage"), str):
+            fail(f"epochs[{i}] needs a 'stage' string")
+        if not isinstance(entry.get("epoch"), int):
+            fail(f"epochs[{i}] needs an integer 'epoch'")
+        for metric, value in (entry.get("valid") or {}).items():
+            if value is not None and not isinstance(value, (int, float)):
+                fail(f"epochs[{i}].valid.{metric} must be a number, got {value!r}")

@@ -13,7 +13,8 @@ writes them) and writes, for each dataset:
   (command, seed, machine, wall time, commit, record). Each section sits between
   ``<!-- report:begin NAME -->`` and ``<!-- report:end NAME -->``; everything outside
   the markers is prose written by hand, which the tool leaves alone. A page without
-  a section gets it appended; a new page gets a title and every section.
+  a section gets it appended; a new page gets a title and every section; a section
+  with a missing or doubled marker is an error naming the page, never a guess.
 * PNG figures in ``<results>/figures/``: validation NDCG@20 per epoch (one line per
   model, a band over seeds; and one panel per model with every setting) and test
   NDCG@20 and NDCG@10 per model, each seed a dot, against the papers' values. Each PNG
@@ -28,6 +29,7 @@ figure that differs from what the records give.
 import argparse
 import glob
 import hashlib
+import io
 import json
 import math
 import os
@@ -38,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from recbole_ssl.record import load, setting_of
+from recbole_ssl.record import load, setting_of, write_atomic
 
 PAPERS_FILE = Path(__file__).resolve().parent / "properties" / "papers.yaml"
 METRICS = ("hit@5", "hit@10", "hit@20", "ndcg@5", "ndcg@10", "ndcg@20")
@@ -66,9 +68,10 @@ class ReportError(ValueError):
 
 
 def load_records(records_dir, dataset):
-    """Every record of ``dataset``, sorted by file name; a bad file is an error."""
+    """Every ended record of ``dataset``, sorted by file name; a bad file is an error,
+    a ``running`` one is left out (and counted on stderr)."""
     paths = sorted(glob.glob(os.path.join(records_dir, dataset, "*.json")))
-    records = []
+    records, skipped = [], []
     for path in paths:
         try:
             record = load(path)
@@ -80,7 +83,16 @@ def load_records(records_dir, dataset):
                 f"the folder of {dataset!r}"
             )
         record["_path"] = path
+        if record["status"] == "running":
+            # in progress, or killed outright (SIGKILL): no end to report yet
+            skipped.append(path)
+            continue
         records.append(record)
+    if skipped:
+        sys.stderr.write(
+            f"recbole_ssl.report: {len(skipped)} record(s) of {dataset} still "
+            f"'running' left out (in progress, or killed): {', '.join(skipped)}\n"
+        )
     return records
 
 
@@ -145,11 +157,6 @@ class Row:
         self.headline = False  # set by build_rows
 
     @property
-    def label(self):
-        name = self.paper_model if self.paper_model != self.model else self.model
-        return name
-
-    @property
     def is_default(self):
         return not self.setting or self.paper_model != self.model
 
@@ -186,13 +193,14 @@ class Row:
 
 def build_rows(records):
     """Rows of the results table: training runs with test figures (cut off or not),
-    except those a rerun of the same run replaces (``superseded_by``)."""
+    except those a rerun of the same run replaces (``superseded_by``) and those that
+    tested the last epoch's weights instead of the best epoch's (``saved=False``)."""
     groups = OrderedDict()
     for record in records:
         if record.get("kind") != "train" or not record.get("test"):
             continue
-        if record.get("superseded_by"):
-            continue
+        if record.get("superseded_by") or record.get("tested") == "last":
+            continue  # replaced by a rerun; or not the best epoch's model tested
         groups.setdefault((record["model"], setting_key(record)), []).append(record)
     rows = [Row(model, key, group) for (model, key), group in groups.items()]
     rows.sort(key=lambda r: (_model_rank(r.model), r.key != "{}", r.key))
@@ -235,6 +243,15 @@ def compared_metric(source):
 # ---------------------------------------------------------------- markdown sections
 
 
+def table_row(cells):
+    """A markdown table row; a ``|`` or a line break inside a cell is escaped."""
+    return (
+        "| "
+        + " | ".join(" ".join(str(c).split()).replace("|", "\\|") for c in cells)
+        + " |"
+    )
+
+
 def fmt(value, digits=4):
     return "" if value is None else f"{value:.{digits}f}"
 
@@ -262,7 +279,7 @@ def results_section(rows, papers, dataset, page_dir):
     for row in rows:
         marks = ("†" if row.cut_off else "") + ("‡" if row.transcribed else "")
         cells = [
-            f"**{row.label}**" if row.headline else row.label,
+            f"**{row.paper_model}**" if row.headline else row.paper_model,
             describe_setting(row.setting) + marks,
             _slash(r["seed"] for r in row.records),
         ]
@@ -282,7 +299,7 @@ def results_section(rows, papers, dataset, page_dir):
             cells.append(f"{ours / paper:.2f}x" if ours is not None else "")
         else:
             cells += ["", ""]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(table_row(cells))
     lines += [
         "",
         "Mean ± sample standard deviation over the seeds listed (one seed: the value). "
@@ -317,7 +334,7 @@ def papers_section(papers, dataset, models):
             metrics = source["metrics"]
             cells = [model, source["source"], source["protocol"]]
             cells += [fmt(metrics.get(m)) for m in METRICS]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(table_row(cells))
     return "\n".join(lines)
 
 
@@ -332,7 +349,7 @@ def runs_section(records, page_dir):
         key=lambda r: (_model_rank(r["model"]), setting_key(r), r["seed"], r["_path"]),
     )
     for r in order:
-        link = os.path.relpath(r["_path"], page_dir).replace(os.sep, "/")
+        link = _link(r["_path"], page_dir)
         name = os.path.basename(r["_path"])
         machine = r.get("machine") or {}
         threads = machine.get("threads")
@@ -353,7 +370,11 @@ def runs_section(records, page_dir):
         if r.get("superseded_by"):
             status += f", superseded by {r['superseded_by']}"
         if r.get("kind") == "evaluate":
-            status = "evaluation of " + os.path.basename(r.get("checkpoint") or "")
+            status = f"evaluation ({status})"
+        if r.get("tested") == "last":
+            status += ", last epoch tested"
+        if r.get("error"):
+            status += f": {r['error']}"
         cells = [
             f"[{name}]({link})",
             r["model"],
@@ -368,14 +389,14 @@ def runs_section(records, page_dir):
             f"`{r['command']}`" if r.get("command") else "",
             " ".join(str(r.get("notes") or "").split()),
         ]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append(table_row(cells))
     return "\n".join(lines)
 
 
 def figures_section(figures, page_dir):
     lines = []
     for path, caption in figures.values():
-        link = os.path.relpath(path, page_dir).replace(os.sep, "/")
+        link = _link(path, page_dir)
         lines.append(f"![{caption}]({link})")
         lines.append("")
         lines.append(f"*{caption}*")
@@ -386,8 +407,8 @@ def figures_section(figures, page_dir):
 def headline_section(rows, papers, dataset, figures, readme_dir, page_path):
     """The README's block for ``dataset``: its headline figure and default rows."""
     path, caption = figures["test"]
-    link = os.path.relpath(path, readme_dir).replace(os.sep, "/")
-    page = os.path.relpath(page_path, readme_dir).replace(os.sep, "/")
+    link = _link(path, readme_dir)
+    page = _link(page_path, readme_dir)
     lines = [f"![{caption}]({link})", ""]
     lines.append("| model | seeds | NDCG@10 | NDCG@20 | HR@20 | paper NDCG@20 (@10) |")
     lines.append("|---|---:|---:|---:|---:|---:|")
@@ -402,18 +423,16 @@ def headline_section(rows, papers, dataset, figures, readme_dir, page_path):
                 "" if metric == "ndcg@20" else " (@10)"
             )
         lines.append(
-            "| "
-            + " | ".join(
+            table_row(
                 [
-                    row.label + ("†" if row.cut_off else ""),
-                    str(len(row.records)),
+                    row.paper_model + ("†" if row.cut_off else ""),
+                    len(row.records),
                     fmt_mean_std(*row.mean_std("ndcg@10")),
                     fmt_mean_std(*row.mean_std("ndcg@20")),
                     fmt_mean_std(*row.mean_std("hit@20")),
                     paper,
                 ]
             )
-            + " |"
         )
     lines += [
         "",
@@ -459,7 +478,7 @@ def figure_data(rows, papers, dataset, records=()):
         if row.headline:
             series = [c for c in (_curve(r) for r in row.records) if c]
             if series:
-                curves[row.label] = series
+                curves[row.paper_model] = series
     groups = OrderedDict()
     for record in sorted(
         records, key=lambda r: (_model_rank(r["model"]), setting_key(r) != "{}")
@@ -485,7 +504,7 @@ def figure_data(rows, papers, dataset, records=()):
                 "seeds": row.values(metric),
                 "paper": (source or {}).get("metrics", {}).get(metric),
             }
-        test[row.label] = entry
+        test[row.paper_model] = entry
     return {
         "version": FIGURE_VERSION,
         "dataset": dataset,
@@ -510,21 +529,30 @@ def _pyplot():
 
 
 def _save(fig, path, data_digest):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.png"
-    fig.savefig(tmp, dpi=110, metadata={"Source": f"recbole-ssl {data_digest}"})
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    fig.savefig(
+        buffer,
+        format="png",
+        dpi=110,
+        metadata={"Source": f"recbole-ssl {data_digest}"},
+    )
+    write_atomic(path, buffer.getvalue(), mode="wb")
+
+
+def _plot_band(ax, series, label):
+    """The mean over seeds per epoch, with the min-max band where seeds differ."""
+    epochs, mean, low, high = _band(series)
+    (line,) = ax.plot(epochs, mean, label=label)
+    if len(series) > 1:
+        ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
 
 
 def draw_curves(data, path, data_digest):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for label, series in data["curves"].items():
-        epochs, mean, low, high = _band(series)
         seeds = f"{len(series)} seed" + ("s" if len(series) > 1 else "")
-        (line,) = ax.plot(epochs, mean, label=f"{label} ({seeds})")
-        if len(series) > 1:
-            ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+        _plot_band(ax, series, f"{label} ({seeds})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation NDCG@20")
     ax.set_title(f"{data['dataset']}: validation NDCG@20 per model (band: seeds)")
@@ -550,11 +578,8 @@ def draw_panels(data, path, data_digest):
     )
     for ax, model in zip(axes.flat, models, strict=False):
         for setting, series in data["panels"][model].items():
-            epochs, mean, low, high = _band(series)
             label = setting if len(setting) < 60 else setting[:57] + "..."
-            (line,) = ax.plot(epochs, mean, label=f"{label} ({len(series)})")
-            if len(series) > 1:
-                ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+            _plot_band(ax, series, f"{label} ({len(series)})")
         ax.set_title(model)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="lower right")
@@ -637,28 +662,44 @@ def png_digest(path):
 # ---------------------------------------------------------------- pages
 
 
-def replace_sections(text, sections, append_missing=True, title=None):
-    """``text`` with each named section's content replaced; missing ones appended."""
+def check_markers(text, path):
+    """Every section's begin marker has one end marker after it, and no section twice;
+    otherwise re-rendering could swallow the prose between two sections."""
+    begins = re.findall(r"<!-- report:begin (\S+) -->", text)
+    ends = re.findall(r"<!-- report:end (\S+) -->", text)
+    for name in sorted(set(begins) | set(ends)):
+        if begins.count(name) != 1 or ends.count(name) != 1:
+            raise ReportError(
+                f"{path}: section {name!r} needs exactly one "
+                f"'{BEGIN.format(name)}' and one '{END.format(name)}' "
+                f"(found {begins.count(name)} and {ends.count(name)})"
+            )
+        if text.index(BEGIN.format(name)) > text.index(END.format(name)):
+            raise ReportError(f"{path}: section {name!r} ends before it begins")
+
+
+def replace_sections(text, sections, path, append_missing=True):
+    """``text`` with each named section's content replaced; missing ones appended
+    (under a heading) when ``append_missing``."""
+    check_markers(text, path)
     for name, content in sections.items():
         begin, end = BEGIN.format(name), END.format(name)
-        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
         block = f"{begin}\n{content}\n{end}"
-        found = pattern.search(text)
-        if found:
-            text = text[: found.start()] + block + text[found.end() :]
+        if begin in text:
+            start, stop = text.index(begin), text.index(end) + len(end)
+            text = text[:start] + block + text[stop:]
         elif append_missing:
             heading = SECTION_TITLES.get(name, name)
             text = text.rstrip("\n") + f"\n\n## {heading}\n\n{block}\n"
-    if title and not text.strip():
-        text = f"# {title}\n"
     return text
 
 
-def render(dataset, records_dir, results_dir, readme=None, papers=None):
+def render(dataset, records_dir, results_dir, readme=None, papers=None, records=None):
     """Everything the records give for ``dataset``: ``(pages, figures)``, where pages
     maps a path to its new text and figures a path to ``(drawer, data, digest)``."""
     papers = load_papers() if papers is None else papers
-    records = load_records(records_dir, dataset)
+    if records is None:
+        records = load_records(records_dir, dataset)
     if not records:
         raise ReportError(f"no run records of {dataset!r} in {records_dir}/{dataset}")
     rows = build_rows(records)
@@ -685,7 +726,7 @@ def render(dataset, records_dir, results_dir, readme=None, papers=None):
     )
     if not old:
         old = f"# Results on {dataset}\n"
-    pages = OrderedDict([(page_path, replace_sections(old, sections))])
+    pages = OrderedDict([(page_path, replace_sections(old, sections, page_path))])
     if readme and os.path.isfile(readme):
         readme_dir = os.path.dirname(os.path.abspath(readme))
         text = Path(readme).read_text(encoding="utf-8")
@@ -693,7 +734,7 @@ def render(dataset, records_dir, results_dir, readme=None, papers=None):
             rows, papers, dataset, abs_paths, readme_dir, os.path.abspath(page_path)
         )
         new = replace_sections(
-            text, {f"{dataset}:headline": block}, append_missing=False
+            text, {f"{dataset}:headline": block}, readme, append_missing=False
         )
         if BEGIN.format(f"{dataset}:headline") in text:
             pages[readme] = new
@@ -736,10 +777,7 @@ def write(pages, figures):
     for path, text in pages.items():
         old = Path(path).read_text(encoding="utf-8") if os.path.isfile(path) else None
         if old != text:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            Path(tmp).write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
+            write_atomic(path, text)
             print(f"wrote {path}")
     for path, (drawer, data, data_digest) in figures.items():
         if os.path.isfile(path) and png_digest(path) == data_digest:
@@ -768,8 +806,14 @@ def main(argv=None):
             raise ReportError(f"no records folder {args.records}")
         datasets = args.dataset or datasets_in(args.records)
         problems = []
-        for dataset in datasets:
-            pages, figures = render(dataset, args.records, args.results, args.readme)
+        for dataset in list(datasets):
+            records = load_records(args.records, dataset)
+            if not records and not args.dataset:
+                datasets.remove(dataset)  # only runs in progress: nothing to render
+                continue
+            pages, figures = render(
+                dataset, args.records, args.results, args.readme, records=records
+            )
             if args.check:
                 problems += stale(pages, figures)
             else:

@@ -99,7 +99,8 @@ def run_tiny(tmp_path, model, *options):
 
 
 def assert_finite_run(out):
-    """The run ended well and logged six finite test metrics."""
+    """The run ended well and logged six finite test metrics: for smoke tests of the
+    command line only (named ``test_smoke_...``); behaviour is pinned elsewhere."""
     import math
 
     assert out.returncode == 0, out.stderr[-3000:]

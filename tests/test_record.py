@@ -9,7 +9,15 @@ import sys
 import time
 
 import pytest
-from conftest import DATA_DIR, REPO_DIR, logged_test_result, run_tiny
+import torch
+from conftest import (
+    DATA_DIR,
+    REPO_DIR,
+    assert_one_clear_line,
+    free_port,
+    logged_test_result,
+    run_tiny,
+)
 
 from recbole_ssl.quick_start import evaluate_checkpoint, run_recbole_ssl
 from recbole_ssl.record import RunRecord, config_diff, load, setting_of
@@ -40,6 +48,7 @@ RECORD_KEYS = {
     "best_epoch",
     "best_valid",
     "test",
+    "tested",
     "checkpoint",
     "log_file",
     "error",
@@ -84,27 +93,47 @@ def test_a_cli_run_writes_one_complete_record(tmp_path):
         assert entry["train_seconds"] > 0 and entry["valid_seconds"] > 0
         assert entry["valid_score"] == entry["valid"]["ndcg@20"]
         assert len(entry["valid"]) == 6
-    # the test figures are those the run logged; the checkpoint is the saved one
+    # the test figures are those the run logged, of the checkpoint it saved at the
+    # best epoch
     assert record["test"] == logged_test_result(out.stderr)
-    assert os.path.isfile(tmp_path / record["checkpoint"])
+    assert record["tested"] == "best"
+    checkpoint = torch.load(tmp_path / record["checkpoint"], weights_only=True)
+    assert checkpoint["epoch"] == record["best_epoch"]
     assert os.path.isfile(tmp_path / record["log_file"])
     assert f"run record: {os.path.join('results', 'runs', 'tiny')}" in out.stderr
     assert not glob.glob(str(tmp_path / "results" / "runs" / "tiny" / ".*"))
 
 
-def test_best_epoch_is_recboles_last_best():
+def record_with_scores(scores, bigger=True):
     record = RunRecord.__new__(RunRecord)
-    record.bigger = True
-    scores = [0.1, 0.3, 0.2, 0.3, 0.25]  # RecBole's early stopping keeps a tie
+    record.bigger = bigger
     record.data = {
         "epochs": [
             {"stage": "train", "epoch": i, "valid_score": s}
             for i, s in enumerate(scores)
         ]
     }
-    assert record.best_epoch() == 3
-    record.bigger = False
-    assert record.best_epoch() == 0
+    return record
+
+
+def test_best_epoch_is_recboles_last_best():
+    scores = [0.1, 0.3, 0.2, 0.3, 0.25]  # RecBole's early stopping keeps a tie
+    assert record_with_scores(scores).best_epoch() == 3
+    assert record_with_scores(scores, bigger=False).best_epoch() == 0
+    # a NaN score (stored as None) is never the best
+    assert record_with_scores([None, 0.1, None]).best_epoch() == 1
+    assert record_with_scores([None]).best_epoch() is None
+
+
+def test_a_long_run_s_record_has_the_best_epoch_of_recbole_s_checkpoint(tmp_path):
+    out = run_tiny(
+        tmp_path, "SASRec", "--epochs=6", "--show_progress=False", "--state=INFO"
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    (record,) = records(tmp_path / "results" / "runs")
+    checkpoint = torch.load(tmp_path / record["checkpoint"], weights_only=True)
+    assert record["best_epoch"] == checkpoint["epoch"]
+    assert record["best_valid"] == record["epochs"][record["best_epoch"]]["valid"]
 
 
 def test_config_diff_ignores_values_equal_to_the_defaults(tiny_config):
@@ -189,6 +218,42 @@ def test_sigterm_ends_a_cli_run_as_interrupted(tmp_path):
     assert len(record["epochs"]) >= 2 and record["test"] is None
 
 
+@pytest.mark.slow
+def test_sigterm_ends_a_distributed_run_with_its_record(tmp_path):
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO_DIR / "run_recbole_ssl.py"),
+            "--model=SASRec",
+            "--dataset=tiny",
+            f"--data_path={DATA_DIR}",
+            "--nproc=2",
+            f"--port={free_port()}",
+            "--epochs=500",
+            "--stopping_step=1000",
+            "--show_progress=False",
+            "--state=ERROR",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    folder = tmp_path / "results" / "runs"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        found = records(folder) if folder.exists() else []
+        if found and len(found[0]["epochs"]) >= 2:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)  # the launcher only: it stops the ranks
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    (record,) = records(folder)  # rank 0's, and only rank 0's
+    assert record["status"] == "interrupted", stderr[-2000:]
+    assert record["setting"]["nproc"] == 2 and len(record["epochs"]) >= 2
+
+
 def test_record_false_writes_nothing(tiny_config, tmp_path):
     run_recbole_ssl("SASRec", "tiny", config_dict=dict(tiny_config, record=False))
     assert not (tmp_path / "results").exists()
@@ -209,6 +274,29 @@ def test_record_dir_and_evaluate_records(tiny_config, tmp_path):
     )
 
 
+def test_a_run_that_saves_nothing_says_it_tested_the_last_epoch(tiny_config, tmp_path):
+    run_recbole_ssl(
+        "SASRec", "tiny", config_dict=dict(tiny_config, epochs=2), saved=False
+    )
+    (record,) = records(tmp_path / "results" / "runs")
+    assert record["tested"] == "last" and record["checkpoint"] is None
+
+
+def test_a_record_dir_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    out = run_tiny(tmp_path, "SASRec", "--epochs=1", "--record_dir=taken")
+    assert_one_clear_line(out, "record_dir: cannot write the run record")
+
+
+def test_s3rec_pretraining_alone_records_its_checkpoint(tiny_config, tmp_path):
+    config = dict(tiny_config, pretrain_epochs=1, train_stage="pretrain")
+    run_recbole_ssl("S3Rec", "tiny", config_dict=config)
+    (record,) = records(tmp_path / "results" / "runs")
+    assert "-pretrain-" in record["checkpoint"]
+    assert os.path.isfile(record["checkpoint"]) and record["test"] is None
+    assert record["epochs_run"] == 1 and record["epochs"][0]["stage"] == "pretrain"
+
+
 def test_s3rec_records_both_stages(tiny_config, tmp_path):
     run_recbole_ssl("S3Rec", "tiny", config_dict=dict(tiny_config, pretrain_epochs=2))
     (record,) = records(tmp_path / "results" / "runs")
@@ -226,6 +314,9 @@ def test_s3rec_records_both_stages(tiny_config, tmp_path):
     }
     assert record["pretrain_epochs_run"] == 2 and record["epochs_run"] == 1
     assert record["best_epoch"] == 0
+    assert os.path.isfile(record["checkpoint"])
+    assert "-pretrain-" in record["pretrain_checkpoint"]
+    assert os.path.isfile(record["pretrain_checkpoint"])
 
 
 def test_tensorboard_dir_is_honoured(tiny_config, tmp_path):
@@ -246,3 +337,37 @@ def test_load_rejects_what_is_not_a_record(tmp_path):
     path.write_text("{")
     with pytest.raises(ValueError, match="x.json: not a readable run record"):
         load(path)
+
+
+GOOD = {
+    "format": "recbole-ssl run record",
+    "status": "finished",
+    "kind": "train",
+    "model": "SASRec",
+    "dataset": "toy",
+    "seed": 1,
+    "epochs": [{"stage": "train", "epoch": 0, "valid": {"ndcg@20": 0.1}}],
+    "test": {"ndcg@20": 0.1},
+}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"seed": None}, "'seed' must be an integer, got None"),
+        ({"seed": "2020"}, "'seed' must be an integer, got '2020'"),
+        ({"model": 3}, "'model' must be a string"),
+        ({"test": {"ndcg@20": None}}, "test.ndcg@20 must be a number, got None"),
+        ({"test": [0.1]}, "'test' must be an object or null"),
+        ({"epochs": [{"epoch": 0}]}, "epochs[0] needs a 'stage' string"),
+        ({"epochs": [{"stage": "train"}]}, "epochs[0] needs an integer 'epoch'"),
+    ],
+)
+def test_load_names_a_field_that_is_wrong(tmp_path, change, message):
+    path = tmp_path / "r.json"
+    load(path.write_text(json.dumps(GOOD)) and path)  # the good one loads
+    path.write_text(json.dumps(dict(GOOD, **change)))
+    with pytest.raises(ValueError) as error:
+        load(path)
+    assert str(error.value) == f"{path}: {message}" or message in str(error.value)
+    assert str(error.value).startswith(f"{path}: ")

@@ -142,7 +142,9 @@ def metrics_finite(result):
 
 @pytest.mark.parametrize("train_mode", ["prefix", "sequence"])
 @pytest.mark.parametrize("loss_type", ["CE", "BPR"])
-def test_one_epoch_in_both_regimes(tiny_config, train_mode, loss_type):
+def test_smoke_one_epoch_in_both_regimes(tiny_config, train_mode, loss_type):
+    """Smoke test, kept on purpose: both regimes and losses run end to end. The
+    losses themselves are pinned by the exact tests in this file."""
     config_dict = dict(tiny_config, train_mode=train_mode, loss_type=loss_type)
     if loss_type == "BPR":
         config_dict["train_neg_sample_args"] = {
@@ -156,7 +158,9 @@ def test_one_epoch_in_both_regimes(tiny_config, train_mode, loss_type):
     }
 
 
-def test_recbole_core_models_run_through_the_plugin(tiny_config):
+def test_smoke_recbole_core_models_run_through_the_plugin(tiny_config):
+    """Smoke test, kept on purpose: RecBole's own models train through the plugin's
+    entry point; and RecBole's class keeps RecBole's defaults (a behaviour)."""
     core_sasrec = run_recbole_ssl(RecBoleSASRec, "tiny", config_dict=dict(tiny_config))
     assert metrics_finite(core_sasrec)
     # RecBole's class keeps RecBole's defaults, not the plugin's SASRec.yaml

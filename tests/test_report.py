@@ -125,7 +125,8 @@ def test_superseded_and_unfinished_records_are_listed_not_averaged(tmp_path):
     (row,) = report.build_rows(records)
     assert len(row.records) == 1 and not row.cut_off
     runs = report.runs_section(records, str(tmp_path))
-    assert runs.count("| SASRec |") == 3 and "superseded" in runs and "running" in runs
+    assert runs.count("| SASRec |") == 2 and "superseded" in runs
+    assert "running" not in runs  # in progress: left out until it ends
 
 
 def test_a_tiny_run_is_rendered_and_check_catches_a_new_record(tmp_path):
@@ -187,3 +188,63 @@ def test_a_bad_record_is_one_line(tmp_path):
 def test_the_committed_pages_are_up_to_date():
     out = run_report(REPO_DIR, "--check")
     assert out.returncode == 0, out.stderr
+
+
+def test_running_and_last_epoch_records_stay_out_of_the_rows(tmp_path, capsys):
+    running = fake_record("SASRec", 2, 0.9, status="running")
+    last = fake_record("SASRec", 3, 0.8)
+    last["tested"] = "last"
+    write_records(tmp_path / "runs", [fake_record("SASRec", 1, 0.1), running, last])
+    records = report.load_records(str(tmp_path / "runs"), "toy")
+    assert "1 record(s) of toy still 'running' left out" in capsys.readouterr().err
+    assert len(records) == 2
+    (row,) = report.build_rows(records)
+    assert [r["seed"] for r in row.records] == [1]
+    assert "last epoch tested" in report.runs_section(records, str(tmp_path))
+
+
+def test_a_bar_in_a_setting_does_not_break_the_table(tmp_path):
+    write_records(
+        tmp_path / "runs", [fake_record("SASRec", 1, 0.1, setting={"a": "x|y"})]
+    )
+    rows = report.build_rows(report.load_records(str(tmp_path / "runs"), "toy"))
+    header, _, line = report.results_section(rows, {}, "toy", str(tmp_path)).split(
+        "\n"
+    )[:3]
+    assert "a=x\\|y" in line and line.count(" | ") == header.count(" | ")
+
+
+@pytest.mark.parametrize(
+    "page, message",
+    [
+        (
+            "<!-- report:begin results -->\nprose\n",
+            "section 'results' needs exactly one",
+        ),
+        (
+            "<!-- report:end runs -->\n<!-- report:begin runs -->\n",
+            "section 'runs' ends before it begins",
+        ),
+        (
+            "<!-- report:begin runs -->\n<!-- report:end runs -->\n" * 2,
+            "(found 2 and 2)",
+        ),
+    ],
+)
+def test_a_page_with_broken_markers_is_one_line_and_untouched(tmp_path, page, message):
+    write_records(tmp_path / "results" / "runs", [fake_record("SASRec", 1, 0.1)])
+    path = tmp_path / "results" / "toy.md"
+    path.write_text(page)
+    out = run_report(tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert message in out.stderr and "toy.md" in out.stderr
+    assert path.read_text() == page
+
+
+def test_a_record_with_a_wrong_field_is_one_line(tmp_path):
+    broken = fake_record("SASRec", 1, 0.1)
+    broken["test"]["ndcg@20"] = None
+    write_records(tmp_path / "results" / "runs", [broken])
+    out = run_report(tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "test.ndcg@20 must be a number, got None" in out.stderr

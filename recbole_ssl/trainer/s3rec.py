@@ -78,6 +78,16 @@ class S3RecTrainer(Trainer):
             self.saved_model_file, self.epochs = finetune_file, finetune_epochs
         self.logger.info(f"pretrained weights saved to {self.pretrain_model_file}")
 
+    def checkpoint_files(self):
+        """The finetuned checkpoint and the pretrained weights it started from (the
+        pretraining checkpoint alone for ``train_stage: pretrain``)."""
+        if self.train_stage == "pretrain":
+            return {"checkpoint": self.pretrain_model_file}
+        pretrained = self.pre_model_path
+        if self.train_stage == "pretrain_finetune":
+            pretrained = self.pretrain_model_file
+        return {"checkpoint": self.saved_model_file, "pretrain_checkpoint": pretrained}
+
     def start_finetuning(self):
         """Causal encoder, a new optimizer and a fresh early-stopping state."""
         self.model.set_stage("finetune")

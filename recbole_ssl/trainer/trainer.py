@@ -116,6 +116,10 @@ class PluginTrainerMixin:
             )
         return output
 
+    def checkpoint_files(self):
+        """``{"checkpoint": path}`` of what this trainer saved, for the run record."""
+        return {"checkpoint": self.saved_model_file}
+
     def named_losses(self, losses):
         """``{name: value}`` of an epoch's loss: the model's ``loss_parts`` names,
         RecBole's ``train_loss1, ...`` for an unnamed tuple, or ``loss``."""
