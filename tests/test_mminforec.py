@@ -1,4 +1,5 @@
-"""MMInfoRec: MINCE masks and values, NCE, memory forms, attributes, caching, runs."""
+"""MMInfoRec: MINCE masks and values, the loss and the scores by hand (step alignment,
+instances, memory forms, roll-out), attributes, caching, runs."""
 
 import math
 import shutil
@@ -130,17 +131,219 @@ def test_cosine_scores_are_cosines(tiny_config):
     assert torch.all(scores[:, 0] == 0)  # the padding item
 
 
+# ---------------------------------------------------------------- calculate_loss by hand
+
+# A batch of three right-padded histories with their training targets. Row r's items
+# followed by its target are 9 4 5 8 6 / 7 4 3 / 2 5 9 4. A row's first item (9, 7, 2)
+# is no ground truth of that row (9 is one of row 2), so it is no instance either.
+HAND_SEQ = [[9, 4, 5, 8], [7, 4, 0, 0], [2, 5, 9, 0]]
+HAND_LENGTHS = [4, 2, 3]
+HAND_TARGETS = [6, 3, 4]
+# (row, position, item): the item that position t of the row must match at step k, the
+# one k places later (step 1: the next item), nothing past the target. Written by hand.
+STEP_TARGETS = {
+    1: [
+        (0, 0, 4), (0, 1, 5), (0, 2, 8), (0, 3, 6),
+        (1, 0, 4), (1, 1, 3),
+        (2, 0, 5), (2, 1, 9), (2, 2, 4),
+    ],
+    2: [(0, 0, 5), (0, 1, 8), (0, 2, 6), (1, 0, 3), (2, 0, 9), (2, 1, 4)],
+    3: [(0, 0, 8), (0, 1, 6), (2, 0, 4)],
+}  # fmt: skip
+PREFIX_TARGETS = [(0, 3, 6), (1, 1, 3), (2, 2, 4)]  # prefix: each row's last position
+# a model small enough to write every number out: 4-d latents, 2 copies, 3 slots
+SMALL = dict(hidden_size=4, inner_size=8, positive_copies=2, memory_slots=3)
+TAU = 2.0  # MINCE's temperature here: logits of about unit spread, every term counts
+
+
+def hand_batch(model):
+    return Interaction(
+        {
+            model.ITEM_SEQ: torch.tensor(HAND_SEQ),
+            model.ITEM_SEQ_LEN: torch.tensor(HAND_LENGTHS),
+            model.POS_ITEM_ID: torch.tensor(HAND_TARGETS),
+        }
+    )
+
+
+def stub_encoders(model, monkeypatch, seed=0):
+    """Replace ``g_enc`` and ``g_ta`` by fixed tensors, and give the memory and its MLP
+    weights large enough to matter. Returns ``(table, shift, contexts)``.
+
+    ``g_enc`` of item ``i`` is ``table[i]``; called on ``[P, q]`` items (the q copies of
+    each ground truth) copy ``j`` is ``table[i] + shift[j]``, so the copies differ.
+    ``g_ta`` returns ``contexts`` (``c_t``, ``[3, 4, D]``) whatever the batch.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    dim = model.hidden_size
+    table = torch.randn(model.n_items, dim, generator=gen)
+    shift = 0.5 * torch.randn(model.copies, dim, generator=gen)
+    contexts = torch.randn(3, 4, dim, generator=gen)
+
+    def encode_items(items):
+        z = table[items]
+        return z + shift if items.dim() == 2 else z
+
+    monkeypatch.setattr(model, "encode_items", encode_items)
+    monkeypatch.setattr(model, "contexts", lambda item_seq: contexts)
+    with torch.no_grad():
+        model.memory.copy_(torch.randn(model.memory.shape, generator=gen))
+        for layer in (model.memory_mlp[0], model.memory_mlp[2]):
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen))
+            layer.bias.copy_(torch.randn(layer.bias.shape, generator=gen))
+    return table, shift, contexts
+
+
+def memory_by_hand(model, c):
+    """Eq. 3, ``softmax(MLP(c)) M + c``, the MLP written out as Linear-ReLU-Linear."""
+    first, second = model.memory_mlp[0], model.memory_mlp[2]
+    hidden = F.relu(c @ first.weight.t() + first.bias)
+    weights = torch.softmax(hidden @ second.weight.t() + second.bias, dim=-1)
+    return weights @ model.memory + c
+
+
+def gru_by_hand(cell, x, h):
+    """One GRU step on input ``x`` from hidden state ``h`` (gates r, z, n)."""
+    r_x, z_x, n_x = (x @ cell.weight_ih.t() + cell.bias_ih).chunk(3, dim=-1)
+    r_h, z_h, n_h = (h @ cell.weight_hh.t() + cell.bias_hh).chunk(3, dim=-1)
+    r, z = torch.sigmoid(r_x + r_h), torch.sigmoid(z_x + z_h)
+    n = torch.tanh(n_x + r * n_h)
+    return (1 - z) * n + z * h
+
+
+def mince_by_hand(pairs, z_hat, table, shift, tau, multi=True):
+    """Eq. 6 (``multi``) or Eq. 5 over the ground truths of ``pairs``, by loops.
+
+    The instances are the ground truths of the listed positions, each with its copies.
+    MINCE: every copy of every instance of the prediction's item is a positive, every
+    copy of every other instance a negative. NCE: the first copy of its own instance
+    is the positive, the first copies of the instances of other items the negatives.
+    """
+    losses = []
+    for p, (row, pos, item) in enumerate(pairs):
+        positive = total = 0.0
+        for o, (_, _, other) in enumerate(pairs):
+            for j in range(shift.size(0) if multi else 1):
+                e = torch.exp(z_hat[row, pos] @ (table[other] + shift[j]) / tau)
+                if multi:
+                    total = total + e
+                    positive = positive + e if other == item else positive
+                elif o == p:
+                    total, positive = total + e, positive + e
+                elif other != item:
+                    total = total + e
+        losses.append(-torch.log(positive / total))
+    return torch.stack(losses).mean()
+
+
+def ce_by_hand(pairs, z_hat, table, temperature):
+    """Cross-entropy of each pair's item among all real items, ``z_hat . z / T``."""
+    losses = []
+    for row, pos, item in pairs:
+        logits = table[1:] @ z_hat[row, pos] / temperature  # items 1 .. n_items - 1
+        losses.append(-torch.log_softmax(logits, dim=0)[item - 1])
+    return torch.stack(losses).mean()
+
+
+def test_loss_pairs_step_k_with_the_item_k_places_later(tiny_config, monkeypatch):
+    """calculate_loss against Eqs. 3, 4 and 6 by hand, one, two and three steps ahead.
+
+    z_hat_1 = g_m(c_t), c' = GRU(z_hat_1, c_t), z_hat_2 = g_m(c'), and so on; step k at
+    position t is scored against the item k places later (``STEP_TARGETS``), MINCE
+    among that step's ground truths: the repeated 4s and 5s are positives of each
+    other, every other ground truth (same row or not) a negative, and the rows' first
+    items no instances. The CE part scores the same pairs against every item.
+    """
+    config = dict(tiny_config, **SMALL, pred_step=3, mince_temperature=TAU)
+    _, model, _, _ = prepare(dict(config, ce_weight=2.0, ce_temperature=4.0))
+    table, shift, contexts = stub_encoders(model, monkeypatch)
+    batch = hand_batch(model)
+    with torch.no_grad():
+        z_hat, c = {1: memory_by_hand(model, contexts)}, {1: contexts}
+        for k in (2, 3):
+            c[k] = gru_by_hand(model.predictor, z_hat[k - 1], c[k - 1])
+            z_hat[k] = memory_by_hand(model, c[k])
+        mince_k = [
+            mince_by_hand(STEP_TARGETS[k], z_hat[k], table, shift, TAU)
+            for k in (1, 2, 3)
+        ]
+        ce_k = [ce_by_hand(STEP_TARGETS[k], z_hat[k], table, 4.0) for k in (1, 2, 3)]
+        for steps in (1, 2, 3):
+            model.pred_step = steps
+            got = model.calculate_loss(batch)
+            want = sum(mince_k[:steps]) / steps  # the mean over the steps
+            assert got.mince_loss.item() == pytest.approx(want.item(), rel=1e-5), steps
+            want_ce = 2.0 * sum(ce_k[:steps]) / steps
+            assert got.ce_loss.item() == pytest.approx(want_ce.item(), rel=1e-5), steps
+        # Eq. 5: one positive, the other 4s and 5s left out of the denominator
+        model.pred_step, model.multi_instance = 1, False
+        nce = mince_by_hand(STEP_TARGETS[1], z_hat[1], table, shift, TAU, multi=False)
+        got = model.calculate_loss(batch).mince_loss
+        assert got.item() == pytest.approx(nce.item(), rel=1e-5)
+
+
+def test_prefix_rows_score_the_last_position_among_the_batch_targets(
+    tiny_config, monkeypatch
+):
+    """``prefix``: one prediction per row, at its last item, and the candidates are the
+    three rows' targets only: no temporal negatives (the rows' histories are none)."""
+    config = dict(tiny_config, **SMALL, mince_temperature=TAU, ce_weight=0.0)
+    _, model, _, _ = prepare(dict(config, train_mode="prefix"))
+    table, shift, contexts = stub_encoders(model, monkeypatch)
+    with torch.no_grad():
+        want = mince_by_hand(
+            PREFIX_TARGETS, memory_by_hand(model, contexts), table, shift, TAU
+        )
+        got = model.calculate_loss(hand_batch(model))
+    assert got.mince_loss.item() == pytest.approx(want.item(), rel=1e-5)
+    assert got.ce_loss.item() == 0.0
+
+
+def test_ranking_scores_z_hat_of_the_last_item_against_every_z(
+    tiny_config, monkeypatch
+):
+    """Recommendation scores ``g_m(c_t) . z`` (the authors' code; Sec. III-B6 writes
+    ``c_t``) with ``c_t`` at each row's last item and ``z`` of every item, 0 for padding.
+    """
+    _, model, _, _ = prepare(dict(tiny_config, **SMALL))
+    table, _, contexts = stub_encoders(model, monkeypatch)
+    model.eval()
+    batch = hand_batch(model)
+    with torch.no_grad():
+        last = torch.stack([contexts[0, 3], contexts[1, 1], contexts[2, 2]])
+        want = memory_by_hand(model, last) @ table.t()
+        want[:, 0] = 0.0
+        scores = model.full_sort_predict(batch)
+        assert torch.allclose(scores, want, atol=1e-5)
+        batch.update(Interaction({model.ITEM_ID: torch.tensor([6, 3, 4])}))
+        picked = want[torch.arange(3), torch.tensor([6, 3, 4])]
+        assert torch.allclose(model.predict(batch), picked, atol=1e-5)
+
+
 # ---------------------------------------------------------------- model pieces
 
 
-def test_memory_forms(tiny_config):
-    for form in ("residual", "no_residual", "none"):
-        _, model, _, _ = prepare(dict(tiny_config, memory_type=form, memory_slots=5))
-        c = torch.randn(3, 64)
-        read = torch.softmax(model.memory_mlp(c), -1) @ model.memory
-        expected = {"residual": read + c, "no_residual": read, "none": c}[form]
-        assert torch.allclose(model.read_memory(c), expected), form
-    assert model.memory.shape == (5, 64)
+def test_memory_forms_by_hand(tiny_config):
+    """Eq. 3 and the Fig. 3 ablation on a two-slot memory whose MLP reads the first
+    two coordinates of ``relu(c)``: ``residual`` adds ``c`` to the read, ``no_residual``
+    is the read alone (FC-M), ``none`` is ``c`` itself."""
+    _, model, _, _ = prepare(dict(tiny_config, **dict(SMALL, memory_slots=2)))
+    with torch.no_grad():
+        model.memory_mlp[0].weight.copy_(torch.eye(4))
+        model.memory_mlp[0].bias.zero_()
+        model.memory_mlp[2].weight.copy_(torch.eye(4)[:2])
+        model.memory_mlp[2].bias.zero_()
+        model.memory.copy_(torch.tensor([[4.0, 0, 0, 8], [0, 4, 0, 0]]))
+    ln3, ln7 = math.log(3), math.log(7)
+    c = torch.tensor([[ln3, 0, 1, -1], [-2, ln7, 0, 0]])
+    # slot weights softmax(ln 3, 0) = (3/4, 1/4) and softmax(0, ln 7) = (1/8, 7/8)
+    read = torch.tensor([[3.0, 1, 0, 6], [0.5, 3.5, 0, 1]])
+    expected = {"residual": read + c, "no_residual": read, "none": c}
+    for form, want in expected.items():
+        model.memory_type = form
+        with torch.no_grad():
+            assert torch.allclose(model.read_memory(c), want, atol=1e-6), form
+    assert model.read_memory(c) is c  # none: z_hat is c_t itself
 
 
 def test_future_targets():
@@ -156,20 +359,34 @@ def test_future_targets():
     ]
 
 
-def test_items_with_and_without_attributes(tiny_config, tmp_path):
-    _, model, train_data, _ = prepare(tiny_config)
+def g_enc_by_hand(model, item, attributes=None):
+    """Eq. 1 on exactly the item's token and its real attribute tokens (nothing padded,
+    nothing masked), dropout off: the encoder's output at the item's token.  # [D]"""
+    tokens = model.item_embedding.weight[item][None]
+    if attributes is not None:
+        tokens = torch.cat([tokens, model.attribute_embedding.weight[attributes]])
+    mask = torch.zeros(1, 1, 1, tokens.size(0))
+    hidden = model.attribute_norm(tokens)[None]
+    return model.attribute_encoder(hidden, mask, output_all_encoded_layers=False)[-1][
+        0, 0
+    ]
+
+
+def test_items_are_encoded_from_their_own_tokens_only(tiny_config, tmp_path):
+    """``g_enc`` attends over the item and its real attributes only (padding slots
+    masked) and returns the item token's output; no attributes: the item alone."""
+    _, model, _, _ = prepare(tiny_config)
     model.eval()
     table = model.attribute_table
-    bare = (table > 0).sum(1) == 0
-    bare[0] = False
     with torch.no_grad():
-        model.attribute_table[5] = 0  # item 5 loses its attributes
+        six = table[6][table[6] > 0]
+        assert 0 < six.numel() < table.size(1)  # item 6 has padding slots to mask
+        table[5] = 0  # item 5 loses its attributes
         z = model.encode_items(torch.tensor([5, 6]))
-    assert z.shape == (2, 64) and torch.isfinite(z).all()
-    # the attributes change an item's latent
-    with torch.no_grad():
-        model.attribute_table[6] = 0
-        assert not torch.allclose(model.encode_items(torch.tensor([6]))[0], z[1])
+        assert torch.allclose(z[0], g_enc_by_hand(model, 5, six[:0]), atol=1e-5)
+        assert torch.allclose(z[1], g_enc_by_hand(model, 6, six), atol=1e-5)
+        # the attributes change an item's latent
+        assert not torch.allclose(z[1], g_enc_by_hand(model, 6, six[:0]), atol=1e-3)
     # a dataset with no .item file: ids only
     (tmp_path / "noitem").mkdir()
     shutil.copy(DATA_DIR / "tiny" / "tiny.inter", tmp_path / "noitem" / "noitem.inter")
@@ -177,6 +394,11 @@ def test_items_with_and_without_attributes(tiny_config, tmp_path):
         dict(tiny_config, data_path=str(tmp_path)), dataset="noitem"
     )
     assert model.attributes is None
+    model.eval()
+    with torch.no_grad():
+        z = model.encode_items(torch.tensor([6]))
+        assert torch.allclose(z[0], g_enc_by_hand(model, 6), atol=1e-5)
+    model.train()  # and a real batch trains (smoke)
     assert torch.isfinite(sum(model.calculate_loss(next(iter(train_data)))))
 
 
@@ -190,7 +412,9 @@ def test_dropout_copies_differ_in_training_only(tiny_config):
     assert torch.allclose(copies[0], copies[1])
 
 
-def test_gradients_reach_every_module(tiny_config):
+def test_smoke_gradients_reach_every_module(tiny_config):
+    """Smoke test, kept on purpose: a real batch with two steps sends gradient to every
+    module. What the loss computes is pinned by the by-hand tests above."""
     _, model, train_data, _ = prepare(dict(tiny_config, pred_step=2))
     sum(model.calculate_loss(next(iter(train_data)))).backward()
     for name in ("item_embedding", "attribute_embedding", "memory_mlp", "predictor"):
@@ -220,8 +444,18 @@ def test_evaluation_encodes_the_items_once(tiny_config):
     # the second call encodes only its sequences' items, not the item table again
     assert sum(calls[:all_items]) >= model.n_items - 1
     assert sum(calls[all_items:]) == 3
+    # training invalidates the cache: after a parameter change evaluation sees it
     model.train()
-    assert model._item_cache is None  # training invalidates the cache
+    with torch.no_grad():
+        model.item_embedding.weight[:, 0].add_(1.0)  # not undone by the LayerNorm
+    model.eval()
+    with torch.no_grad():
+        third = model.full_sort_predict(batch)
+        fresh = model.forward(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]) @ (
+            encode(torch.arange(model.n_items)).t()
+        )
+    assert not torch.allclose(third, first)
+    assert torch.allclose(third[:, 1:], fresh[:, 1:], atol=1e-5)
 
 
 # ---------------------------------------------------------------- next-item CE
@@ -270,7 +504,9 @@ def test_ce_weight_scales_only_its_part_and_reaches_every_item(tiny_config):
 # ---------------------------------------------------------------- runs, config
 
 
-def test_one_epoch_through_the_run_script(tmp_path):
+def test_smoke_one_epoch_through_the_run_script(tmp_path):
+    """Smoke test, kept on purpose: the command line end to end. The loss and the
+    scores are pinned by the by-hand tests above."""
     out = run_tiny(
         tmp_path,
         "MMInfoRec",
@@ -306,5 +542,6 @@ def test_bad_config_is_one_clear_line(tmp_path, option, message):
 
 
 @pytest.mark.slow
-def test_mminforec_with_two_processes(tiny_config):
+def test_smoke_mminforec_with_two_processes(tiny_config):
+    """Smoke test, kept on purpose: RecBole's distributed mode runs to the end."""
     run_two_processes("MMInfoRec", dict(tiny_config, epochs=1))

@@ -56,39 +56,86 @@ class MMInfoRec(SASRec):
     * MINCE (Eq. 6, :func:`recbole_ssl.model.losses.mince`) at every real position and
       step: the positives are ``positive_copies`` (q) dropout passes of the ground
       truth item and of its other occurrences in the batch, the negatives every other
-      ground truth's copies in the batch (general: other sequences; temporal: the
-      same sequence). ``multi_instance: False`` is the vanilla NCE of Eq. 5.
+      ground truth's copies in the batch (general: other sequences; temporal, with
+      ``train_mode: sequence`` only: the same sequence). ``multi_instance: False`` is
+      the vanilla NCE of Eq. 5.
     * Recommendation: ``z_hat_(t+1)`` scored against every item's ``z`` with the
       training similarity, ``z`` computed with
       dropout off once per evaluation (cached until the model trains again).
 
     NOTE:
+        Where this differs from the paper or from the authors' code
+        (github.com/RuihongQiu/MMInfoRec: ``model.py``, ``trainer.py``, ``*.sh``):
+
         * Scores are dot products ``z_hat . z`` divided by ``mince_temperature`` (8 =
           sqrt(hidden_size), the scaled dot product), in training and in
-          recommendation. The authors' tau 0.3 multiplies the logits (temperature
-          3.33): both vectors leave LayerNorms (length about ``sqrt(D) = 8``), so at
-          that scale the first MINCE losses on Beauty are 9.6, far above the uniform
-          level ``ln P`` = 7.3, and within 60 batches every item's ``z`` collapsed
-          onto one direction (mean pairwise cosine 0.986); full runs sat at the
-          uniform loss (validation NDCG@20 0.0003-0.0006). At temperature 10 the
+          recommendation. Eqs. 5-6 divide dot products by tau (chosen from 0.1 to 3,
+          Sec. IV-A5); the authors' ``MILNCE`` multiplies them by tau instead, 0.3 on
+          Beauty (``beauty.sh``), i.e. temperature 3.33; neither uses cosines. Here
+          both vectors leave LayerNorms (length about ``sqrt(D) = 8``), so at
+          temperature 3.33 the first MINCE losses on Beauty are 9.6, far above the
+          uniform level ``ln P`` = 7.3, and within 60 batches every item's ``z``
+          collapsed onto one direction (mean pairwise cosine 0.986); full runs sat at
+          the uniform loss (validation NDCG@20 0.0003-0.0006). At temperature 10 the
           first 60 batches keep the items apart (cosine 0.093); at 8, with the CE,
-          full runs learn. ``mince_similarity: cos`` scores cosines instead (with
-          ``mince_temperature`` 0.3, ``ce_temperature`` 0.1); on Beauty it validated
-          lower (NDCG@20 0.0775 after 23 epochs against 0.0800 for the dot product
-          after 28) and ranked popular items higher, which cost it on the test split
-          (``results/amazon-beauty.md``).
+          full runs learn. ``mince_similarity: cos`` scores cosines
+          instead (with ``mince_temperature`` 0.3, ``ce_temperature`` 0.1); on Beauty
+          it validated lower (NDCG@20 0.0775 after 23 epochs against 0.0800 for the
+          dot product after 28) and ranked popular items higher, which cost it on the
+          test split (``results/amazon-beauty.md``).
+        * Recommendation ranks ``z_hat_(t+1) = g_m(c_t)``, not ``c_t`` as Sec. III-B6
+          says: the authors' code ranks the memory read of the last context
+          (``finetune(..., 'test')`` returns ``mem_read``, ``predict_full_att``), the
+          vector MINCE trains. With ``memory_type: none`` the two are the same.
+        * MINCE's instances at step k are the ground truths of that step's scored
+          positions (q copies each), not every item of the batch. ``sequence`` rows:
+          every item of a row but its first; general negatives are the other rows'
+          ground truths, temporal negatives the row's own other ones (earlier and
+          later). ``prefix`` rows score their last position only, so the instances are
+          the batch's targets: general negatives only, no temporal negatives (a row's
+          history is never a candidate; Sec. III-C2b needs ``sequence``). The
+          authors score every step against every item of the batch's sequences,
+          first items included (``sim_score`` over all ``input_ids``).
         * Each occurrence of an item in the batch gets its own q dropout passes, so
-          repeats give distinct positives; negatives are counted per occurrence, not
-          per unique item (the paper counts unique items, ``|N_i| = D - 1``).
-        * The memory's MLP is Linear-ReLU-Linear (the paper does not specify it).
-        * ``g_enc`` has its own dropout, ``attribute_dropout_prob`` (0.1; the paper
-          gives 0.5 for ``g_ta`` only); its LayerNorm and layers are separate from
-          ``g_ta``'s. With 0.5 the Beauty run (cosine, 0.3) peaked at validation
-          NDCG@20 0.0279 after 29 epochs; with 0.1 it was 0.0280 after 3 and 0.0415
-          after 21.
+          repeats give distinct positives; negatives are counted per occurrence, as in
+          the authors' code (one column per item of the batch), not per unique item
+          (the paper counts unique items, ``|N_i| = D - 1``). The q copies are fresh
+          ``g_enc`` passes; the authors' first copy is the pass that also fed ``g_ta``,
+          and all their copies go through one more dropout, in the loss only
+          (``loss_fuse_dropout_prob`` 0.5).
+        * ``multi_instance: False`` (Eq. 5): the positive is the prediction's own
+          instance; other instances of the same item are left out of the denominator
+          (Eq. 5's negatives are "other items"). The authors' code trains MINCE only.
+        * ``g_enc`` is the paper's self-attention of the item over its attributes
+          (Sec. IV-A5, the authors' ``--enc att``). The authors' default, which their
+          scripts keep, is ``attcc``: ``z = [x; g_enc(x, a)]``, 128-d, so their
+          ``g_ta``, memory and GRU run at twice the hidden size.
+        * ``g_enc`` and ``g_ta`` are RecBole's Transformer layers (feed-forward
+          ``inner_size`` 256, gelu, LayerNorm and dropout on the input), initialised
+          normal(0, 0.02); the authors use ``nn.TransformerEncoderLayer`` (feed-forward
+          of the hidden size, ReLU, no input LayerNorm) and draw every parameter
+          uniformly from +-1/sqrt(hidden_size).
+        * ``g_enc`` has its own dropout, ``attribute_dropout_prob`` (0.1). The paper
+          gives 0.5 for ``g_ta`` only; the authors' ``attention_probs_dropout_prob``
+          (0.5 in their scripts) is the dropout of their ``g_enc`` layers as well. Its
+          LayerNorm and layers are separate from ``g_ta``'s. With 0.5 the Beauty run
+          (cosine, 0.3) peaked at validation NDCG@20 0.0279 after 29 epochs; with 0.1
+          it was 0.0280 after 3 and 0.0415 after 21.
+        * The memory's MLP is Linear-ReLU-Linear (the paper says MLP only); the
+          authors' is one Linear (``mb_fc``), and they put a dropout (``mb_dp`` 0.2) on
+          ``z_hat``, which is not done here.
+        * ``g_ap`` is a GRU cell started from the context: ``c_(t+1) =
+          GRU(z_hat_(t+1), c_t)``. Eq. 4 writes ``g_ap(z_hat_(t+1))`` alone, and the
+          authors' GRU starts from a zero state (``init_hidden``) with ``z_hat`` as
+          input; from the second roll-out on both carry the GRU's own state.
+        * With ``pred_step > 1`` the loss is the mean over the steps of each step's
+          mean. The authors take one mean over all rows of all steps, counting 0 for
+          the rows a later step runs past the end of, so later steps weigh less there.
+          The two agree for ``pred_step`` 1.
         * ``ce_weight`` (10 by default; 0 is the paper's MINCE alone) adds a next-item
           cross-entropy over all items' latents, ``sim(z_hat, z) / ce_temperature``,
-          with one dropout pass over the whole item table per batch. MINCE ranks a
+          with one dropout pass over the whole item table per batch. Neither the paper
+          nor the authors' trainer has it (they train MINCE alone). MINCE ranks a
           prediction only against the batch's ground truths (a popularity-biased
           sample); this is the loss SASRec and the other models of the plugin train
           with. It is a separate part of the loss (``MMInfoRecLoss``) so both are logged.
@@ -97,7 +144,8 @@ class MMInfoRec(SASRec):
           0.0508, and at weight 10 with scaled dot products (the defaults) validation
           NDCG@20 0.0800, above SASRec's 0.0789 (``results/amazon-beauty.md``).
         * Training rows follow ``train_mode``; ``pred_step > 1`` needs ``sequence``
-          (prefix rows do not hold the items after their target).
+          (prefix rows do not hold the items after their target). The authors always
+          score every position of a user's training sequence (``sequence``).
     """
 
     def __init__(self, config, dataset):
