@@ -94,30 +94,95 @@ class S3Rec(SASRec):
     (:mod:`recbole_ssl.data.attributes`); without one (``item_attribute: ~`` or no
     ``.item`` file) AAP and MAP are off: the S3-Rec_ISP variant.
 
-    NOTE (where this differs from the paper or the authors' code):
+    NOTE (where this differs from the paper or the authors' code). "Authors" is
+    RUCAIBox/CIKM2020-S3Rec (commit 2a81540), cited as file:line; the paper's
+    sections and equations are those of the CIKM version.
+
+    Objectives:
         * The objectives are InfoNCE (paper Eq. 3 form, softmax over the positive and
           its negatives) with the bilinear score itself as the critic. The paper
-          writes ``f = sigmoid(e^T W e)`` inside the exponent, which bounds every
-          logit to (0, 1); the authors' code instead trains AAP/MAP with binary
-          cross-entropy over all attributes and MIP/SP with ``-log sigmoid(f+ - f-)``
-          on sigmoid scores. MIP's negatives are all items (a softmax over the item
-          table, Eq. 12 with every item as a candidate), AAP's and MAP's all
-          attributes the item does not have (Eqs. 10, 14), SP's the other sequence's
-          segment (Eq. 16).
+          writes ``f = sigmoid(e^T W e)`` inside the exponent (Eqs. 11, 13, 15, 17),
+          which bounds every logit to (0, 1), and Eqs. 10, 12, 14 and 16 as printed
+          leave the positive out of the denominator; the authors' code instead trains
+          AAP/MAP with binary cross-entropy over all attributes (models.py:103, 121)
+          and MIP/SP with ``-log sigmoid(f+ - f-)`` on sigmoid scores
+          (models.py:114-115, 157-160). MIP's negatives are all items (a softmax over
+          the item table, Eq. 12 with every item as a candidate; the authors draw one
+          item not in the sequence per masked position, datasets.py:39, 46), AAP's
+          and MAP's all attributes the item does not have (Eqs. 10, 14; Eq. 10's
+          text samples them), SP's the other sequence's segment (Eq. 16).
+        * MIP's softmax runs over :attr:`item_weight`, rows ``0 .. n_items - 1``, so
+          the padding row 0 is one more negative. It is no item (Eq. 12's candidates
+          are ``I \ {i_t}``; the authors' negative is never 0, utils.py:32-36): a
+          small mistake, left as is because its effect is negligible. Row 0 is
+          initialised like any item, so at the start it takes about ``1 / n_items``
+          of the softmax (MIP is higher by that many nats: 4.6e-4 on ``tiny``'s 2,249
+          rows, about 8e-5 on Beauty's 12,102, against a loss of about 9.4), and the
+          loss only lowers its score; its value never reaches a real position's
+          output (padding keys are masked) and RecBole's evaluation never ranks
+          item 0. The finetuning CE scores row 0 the same way, as RecBole's SASRec.
         * Each objective is the mean over its scored positions (rows for SP); the
-          authors sum over positions and attributes, so their weights act on sums.
+          authors sum over positions and attributes (models.py:107, 117, 123, 159),
+          so their weights act on sums.
         * AAP uses the encoder output at the item's (unmasked) position, as the
-          authors' code does; the paper's text uses the item embedding.
+          authors' code does (models.py:102-107); the paper's text (Eqs. 10-11) uses
+          the item embedding.
+        * AAP and MAP score the real attributes only: an item without attributes
+          adds nothing. The authors' BCE also scores the padding attribute row 0
+          (models.py:100) and pushes every attribute of such an item down.
+        * The four heads ``W`` have no bias, as Eqs. 11, 13, 15 and 17; the authors'
+          are ``nn.Linear`` with a (zero-initialised) bias (models.py:21-24).
+        * The mask token is its own item id (``n_items``), never scored. The authors'
+          ``mask_id`` (run_pretrain.py:78) is a row of the item table that their
+          finetuning scores (trainers.py:117-122) and that their MIP negative
+          sampler can draw (utils.py:32-36 draws from ``1 .. item_size - 1``).
+
+    Masks and segments:
         * The last item of each pretraining sequence is always masked, as in the
-          authors' code (the rest with probability ``mask_ratio``).
+          authors' code (datasets.py:44-46; the rest with probability
+          ``mask_ratio``). In ``sequence`` rows only the user's last training item
+          gets this forced mask (predicted from its left context only); in the
+          authors' rows every training item does once per epoch, as the last item of
+          its own prefix.
         * The negative segment for SP is taken from another row of the batch,
-          starting at a random position and wrapping around if that row is shorter.
-        * Pretraining rows follow ``train_mode``: ``sequence`` (default) pretrains on
-          each user's training sequence (target included), ``prefix`` on every
-          training prefix as the authors' code does.
-        * The mask token is its own item id (``n_items``), never scored.
+          starting at a random position and wrapping around if that row is shorter:
+          training items only, never the row's own (in ``prefix`` rows it can be
+          another prefix of the same user). The authors cut it, without wrapping,
+          from one list of every user's full sequence (datasets.py:56,
+          utils.py:153-167), so it can hold the user's own items and validation and
+          test items.
+        * Rows of fewer than 2 items (and every row of a one-row batch) have no
+          segment and are left out of SP; the authors use the sequence itself as
+          context, positive and negative (datasets.py:49-52) and keep its loss.
+        * Sequences are right-padded (RecBole), so a row's first item has position 0;
+          the authors left-pad (datasets.py:71-85), so there the last item always has
+          position ``max_seq_length - 1``. SP's summaries are the outputs at the last
+          real position (their last column: the same item).
+
+    Rows, batches and epochs:
+        * Pretraining rows follow ``train_mode``. ``sequence`` (the default)
+          pretrains on one row per user: the last 50 of its training items (its
+          training sequence with the target appended), as the authors' longest
+          prefix. The authors pretrain on every prefix of those items, one row per
+          item (datasets.py:18-22): on Beauty 150,258 rows against 22,363, so about
+          7 times the SP examples and forced last-item masks per epoch. ``prefix``
+          gives RecBole's rows, one per training target: every prefix of 2 or more
+          items (the authors' also have the 1-item prefix), and for users with more
+          than 50 training items windows of the 50 items up to each target rather
+          than prefixes of the last 50.
+        * Both stages use ``train_batch_size`` (256): the paper pretrains with
+          batches of 200 (Sec. 5.1, Implementation Details; 256 for finetuning), the
+          authors' default is 100 (run_pretrain.py:49; 256 for finetuning,
+          run_finetune_sample.py:40). RecBole's trainer runs both stages on one
+          loader. With ``sequence`` rows a batch holds 256 users (about 1,760
+          training items on Beauty), and a Beauty epoch is 88 steps against the
+          authors' ~1,500.
+        * ``pretrain_epochs`` is 100, as the paper (Sec. 5.1); the authors' default
+          is 300 (run_pretrain.py:48), saving every 10 epochs, and their reproduce/
+          README finetunes from epoch 150 (Beauty, Toys, LastFM) or 100 (Sports,
+          Yelp).
         * Finetuning uses the plugin's next-item loss (CE by default; BPR available);
-          the authors' finetuning uses BCE with one negative.
+          the authors' finetuning uses BCE with one negative (trainers.py:92-108).
     """
 
     loss_parts = S3RecPretrainLoss
