@@ -373,8 +373,9 @@ def reference_losses(model, batch, with_attributes=True):
                 attributes = model.attribute_embedding.weight[1:]
                 ids = sorted({int(a) for a in model.attribute_table[item] if a > 0})
             if batch.item_mask[r, t]:
-                logits = model.mip_linear(out[t]) @ model.item_weight.t()
-                mip.append(-F.log_softmax(logits, 0)[item])
+                # Eq. 12: every real item a candidate (rows 1.., not padding)
+                logits = model.mip_linear(out[t]) @ model.item_weight[1:].t()
+                mip.append(-F.log_softmax(logits, 0)[item - 1])
                 if ids:
                     map_.append(nce(model.map_linear(out[t]) @ attributes.t(), ids))
             elif ids:
@@ -408,6 +409,18 @@ def test_each_objective_equals_a_slow_reference(tiny_config):
     for name, got, want in zip(losses._fields, losses, expected, strict=True):
         assert torch.allclose(got, want, atol=1e-5), name
     assert all(loss > 0 for loss in losses)
+
+
+def test_mip_never_scores_the_padding_row(tiny_config):
+    # Eq. 12's candidates are items: whatever the padding row holds, MIP is the same
+    _, model, _, _ = prepare(tiny_config)
+    model.eval()
+    batch = hand_made_batch(model)
+    model.pretrain_batch = lambda interaction: batch
+    before = model.pretrain_loss(None).mip_loss
+    with torch.no_grad():
+        model.item_embedding.weight[0] = 50.0
+    assert torch.equal(model.pretrain_loss(None).mip_loss, before)
 
 
 def reached(loss, model):

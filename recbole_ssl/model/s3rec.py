@@ -111,16 +111,14 @@ class S3Rec(SASRec):
           item not in the sequence per masked position, datasets.py:39, 46), AAP's
           and MAP's all attributes the item does not have (Eqs. 10, 14; Eq. 10's
           text samples them), SP's the other sequence's segment (Eq. 16).
-        * MIP's softmax runs over :attr:`item_weight`, rows ``0 .. n_items - 1``, so
-          the padding row 0 is one more negative. It is no item (Eq. 12's candidates
-          are ``I \ {i_t}``; the authors' negative is never 0, utils.py:32-36): a
-          small mistake, left as is because its effect is negligible. Row 0 is
-          initialised like any item, so at the start it takes about ``1 / n_items``
-          of the softmax (MIP is higher by that many nats: 4.6e-4 on ``tiny``'s 2,249
-          rows, about 8e-5 on Beauty's 12,102, against a loss of about 9.4), and the
-          loss only lowers its score; its value never reaches a real position's
-          output (padding keys are masked) and RecBole's evaluation never ranks
-          item 0. The finetuning CE scores row 0 the same way, as RecBole's SASRec.
+        * MIP's softmax runs over the real items only, rows ``1 .. n_items - 1`` of
+          :attr:`item_weight` (Eq. 12's candidates are items; the authors' negative is
+          never the padding id 0, utils.py:32-36). Until 2026-12-01 the padding row
+          was one more candidate, a small mistake (about ``1 / n_items`` of the
+          softmax at the start: 4.6e-4 nats on ``tiny``, about 8e-5 on Beauty
+          against a loss of about 9.4); the Beauty S3-Rec runs on the results page
+          predate the fix. The finetuning CE scores row 0 as RecBole's SASRec does;
+          evaluation never ranks item 0.
         * Each objective is the mean over its scored positions (rows for SP); the
           authors sum over positions and attributes (models.py:107, 117, 123, 159),
           so their weights act on sums.
@@ -316,11 +314,11 @@ class S3Rec(SASRec):
         summaries = self.gather_indexes(output[n:], last)  # [3B, H]
         context, pos_summary, neg_summary = summaries.split(n)
 
-        # MIP: masked position vs its item, every item a candidate
+        # MIP: masked position vs its item, every real item (not padding) a candidate
         masked_output = item_output[batch.item_mask]  # [M, H]
-        masked_items = batch.sequence[batch.item_mask]  # [M]
-        mip_logits = self.mip_linear(masked_output) @ self.item_weight.t()
-        mip = F.cross_entropy(mip_logits, masked_items)
+        masked_items = batch.sequence[batch.item_mask]  # [M], ids >= 1
+        mip_logits = self.mip_linear(masked_output) @ self.item_weight[1:].t()
+        mip = F.cross_entropy(mip_logits, masked_items - 1)
 
         # SP: context vs its segment, the other sequence's segment as negative
         projected = self.sp_linear(context)
