@@ -1,10 +1,12 @@
-"""CL4SRec and CoSeRec: loss parts, gradients, the correlation hooks, runs, bad config."""
+"""CL4SRec and CoSeRec: the NT-Xent pairing by hand, the mask token, the correlation
+hooks, runs, bad config."""
 
 import math
 import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import (
     DATA_DIR,
     free_port,
@@ -36,19 +38,99 @@ def prepare(model, config_dict):
     return config, model, train_data, valid_data
 
 
-def test_loss_has_named_parts_and_reaches_every_parameter(tiny_config):
-    config, model, train_data, _ = prepare(
-        "CL4SRec", dict(tiny_config, short_augmentations=["mask"], mask_ratio=1.0)
+def test_mask_only_views_reach_the_item_table_through_the_mask_token_only(
+    tiny_config,
+):
+    _, model, train_data, _ = prepare(
+        "CL4SRec",
+        dict(
+            tiny_config,
+            short_augmentations=["mask"],
+            long_augmentations=["mask"],
+            mask_ratio=1.0,
+        ),
     )
     batch = next(iter(train_data))
     losses = model.train().calculate_loss(batch)
     assert losses._fields == ("rec_loss", "cl_loss")
-    assert all(torch.isfinite(part) and part > 0 for part in losses)
+    mask_row = model.n_items  # the dedicated mask token, never a real item
+    # every item of every view is masked: the contrastive term sees the item table
+    # through the mask token's row alone
+    losses.cl_loss.backward(retain_graph=True)
+    grad = model.item_embedding.weight.grad
+    assert grad[mask_row].abs().sum() > 0
+    assert grad[:mask_row].abs().sum() == 0
+    # the next-item term never sees or scores the mask token
+    model.zero_grad()
+    losses.rec_loss.backward(retain_graph=True)
+    assert model.item_embedding.weight.grad[mask_row].abs().sum() == 0
+    # smoke: together they reach every parameter
+    model.zero_grad()
     sum(losses).backward()
     for name, param in model.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
-    # the mask token (id n_items) is embedded and learned
-    assert model.item_embedding.weight.grad[model.n_items].abs().sum() > 0
+
+
+def hand_nt_xent(reps, temperature):
+    """NT-Xent (CoSeRec Eq. 14) with cosine similarity over ``temperature``, averaged
+    over the 2N anchors (Algorithm 1, line 15): row ``i``'s positive is row
+    ``(i + N) mod 2N``, its negatives every other row but itself."""
+    count = len(reps)
+    unit = [rep / rep.norm() for rep in reps]
+    total = 0.0
+    for i in range(count):
+        scores = [
+            float(unit[i] @ unit[j]) / temperature for j in range(count) if j != i
+        ]
+        positive = float(unit[i] @ unit[(i + count // 2) % count]) / temperature
+        total += -positive + math.log(sum(math.exp(score) for score in scores))
+    return total / count
+
+
+def test_each_view_is_paired_with_its_own_sequence(tiny_config):
+    _, model, train_data, _ = prepare(
+        "CL4SRec",
+        dict(
+            tiny_config,
+            short_augmentations=["mask"],
+            long_augmentations=["mask"],
+            mask_ratio=0.0,  # the identity: each view is its sequence
+            cl_weight=0.1,
+            cl_temperature=0.2,
+            cl_similarity="cos",
+            cl_representation="concat",
+        ),
+    )
+    batch = next(iter(train_data))[torch.arange(4)]
+    model.eval()  # no dropout: a sequence and its views encode alike
+    with torch.no_grad():
+        output = model.encode(batch[model.ITEM_SEQ]).double()  # [4, L, H]
+    # the paper's concatenation of all positions, most recent first, zero padded
+    width = output.size(1) * output.size(2)
+    reps = []
+    for row, length in zip(output, batch[model.ITEM_SEQ_LEN].tolist(), strict=True):
+        rep = row[:length].flip(0).flatten()
+        reps.append(F.pad(rep, (0, width - rep.numel())))
+    assert len(set(batch[model.ITEM_SEQ_LEN].tolist())) > 1  # lengths differ
+    order = [1, 2, 3, 0]
+    paired = hand_nt_xent(reps + reps, 0.2)  # view u + N is sequence u's
+    shuffled = hand_nt_xent(reps + [reps[u] for u in order], 0.2)
+    assert shuffled - paired > 0.5
+    with torch.no_grad():
+        cl_loss = model.calculate_loss(batch).cl_loss.item()
+    assert cl_loss == pytest.approx(0.1 * paired, rel=1e-4)
+
+    augmenter = model.augmenter
+
+    def second_views_permuted(seq, lengths):
+        views, view_len = augmenter(seq, lengths)
+        rows = torch.tensor([0, 1, 2, 3] + [4 + u for u in order])
+        return views[rows], view_len[rows]
+
+    model.augmenter = second_views_permuted
+    with torch.no_grad():
+        cl_loss = model.calculate_loss(batch).cl_loss.item()
+    assert cl_loss == pytest.approx(0.1 * shuffled, rel=1e-4)
 
 
 def test_contrastive_part_is_weighted_by_lambda(tiny_config):
@@ -77,8 +159,19 @@ def test_training_never_changes_the_stored_sequences(tiny_config):
 def test_full_sort_scores_real_items_only(tiny_config):
     _, model, _, valid_data = prepare("CoSeRec", tiny_config)
     batch = next(iter(valid_data))[0]
-    assert model.eval().full_sort_predict(batch).shape == (len(batch), model.n_items)
+    model.eval()
     assert model.item_embedding.num_embeddings == model.n_items + 1
+    with torch.no_grad():
+        scores = model.full_sort_predict(batch)
+        # by hand: the last real position's output against every real item's row
+        output = model.encode(batch[model.ITEM_SEQ])
+        last = output[torch.arange(len(batch)), batch[model.ITEM_SEQ_LEN] - 1]
+        expected = last @ model.item_embedding.weight[: model.n_items].t()
+        model.item_embedding.weight[model.n_items] = 1e3  # the mask token's row
+        again = model.full_sort_predict(batch)
+    assert scores.shape == (len(batch), model.n_items)
+    assert torch.allclose(scores, expected, rtol=1e-4, atol=1e-5)
+    assert torch.equal(scores, again)  # the mask token is never scored
 
 
 def test_hybrid_switches_on_at_the_warm_up_epoch(tiny_config):
@@ -97,7 +190,9 @@ def test_hybrid_switches_on_at_the_warm_up_epoch(tiny_config):
     trainer.tensorboard.close()
 
 
-def test_fit_builds_the_correlation_and_refreshes_it(tiny_config):
+def test_smoke_fit_builds_the_correlation_and_refreshes_it(tiny_config):
+    """Smoke, on purpose: ``fit`` wires the hooks; the switch itself is pinned by
+    test_hybrid_switches_on_at_the_warm_up_epoch, the tables by test_correlation."""
     config, model, train_data, valid_data = prepare(
         "CoSeRec", dict(tiny_config, epochs=2, correlation_warm_up=1)
     )
@@ -109,7 +204,8 @@ def test_fit_builds_the_correlation_and_refreshes_it(tiny_config):
     assert model.augmenter.correlation is model.item_correlation
 
 
-def test_cl4srec_defaults_need_no_correlation(tiny_config):
+def test_smoke_cl4srec_defaults_train_without_a_correlation(tiny_config):
+    """Smoke, on purpose: crop/mask/reorder train without building a correlation."""
     config, model, train_data, _ = prepare("CL4SRec", dict(tiny_config))
     assert not model.needs_item_correlation
     trainer = CoSeRecTrainer(config, model)
@@ -120,7 +216,8 @@ def test_cl4srec_defaults_need_no_correlation(tiny_config):
 
 @pytest.mark.parametrize("model", ["CL4SRec", "CoSeRec"])
 @pytest.mark.parametrize("train_mode", ["sequence", "prefix"])
-def test_one_epoch_through_the_run_script(tmp_path, model, train_mode):
+def test_smoke_one_epoch_through_the_run_script(tmp_path, model, train_mode):
+    """Smoke, on purpose: the command line runs and logs both loss parts."""
     out = run_script(
         "run_recbole_ssl.py",
         f"--model={model}",
@@ -183,7 +280,8 @@ def test_broadcast_gives_every_rank_rank_0s_tensor():
 
 
 @pytest.mark.slow
-def test_coserec_with_two_processes(tiny_config):
+def test_smoke_coserec_with_two_processes(tiny_config):
+    """Smoke, on purpose: two ranks run; what they share is pinned by the rank tests."""
     result = run(
         "CoSeRec",
         "tiny",

@@ -50,7 +50,17 @@ class CL4SRec(SASRec):
           crops the window ending at the last item).
         * No projection head: the authors' CoSeRec code defines one but never uses it.
         * The augmentation defaults (crop 0.2, mask 0.7, reorder 0.2) and ``cl_weight``
-          0.1 are those of the CoSeRec and ICLRec authors' CL4SRec baselines.
+          0.1 are the defaults of the ICLRec and CoSeRec authors' code (in the ICLRec
+          code, ``--contrast_type InstanceCL`` trains SeqCL alone, i.e. CL4SRec).
+          Neither paper states the ratios; CoSeRec's defers to CL4SRec's optima.
+        * Views augment the model's input, the last ``MAX_ITEM_LIST_LENGTH`` items of
+          the sequence; the authors' code augments the whole training sequence, then
+          keeps the last ``max_seq_length`` items of each view. The two differ only for
+          users with more training items than that (e.g. a crop's window can start
+          anywhere in their history there, only among the last 50 items here).
+        * ``L_ssl`` is the mean over the 2N anchors of NT-Xent, i.e. over both
+          directions of each pair (CoSeRec Algorithm 1, line 15, and the authors'
+          code).
         * Similarity: ``cos`` with temperature 0.2 by default, where the papers use the
           dot product with temperature 1. With the CE next-item loss, the dot product
           of 50 x 64 concatenated outputs gives the contrastive term 65 times the

@@ -28,6 +28,13 @@ class CoSeRec(CL4SRec):
           which converges far more slowly than the CE loss used here.
         * A substitute or insert draws from the top ``correlation_topk`` correlated
           items (1, the paper's choice, by default).
+        * ``substitute_ratio`` defaults to 0.05 and ``insert_ratio`` to 0.5, from the
+          authors' Beauty script. 0.05 is below the paper's tuning range for alpha,
+          [0.1, 0.9] (Sec. 5.1.4; 0.1 was best on Beauty, Sec. 5.5.1) and half their
+          code's default, 0.1; ``--substitute_ratio=0.1`` gives the paper's best.
+        * Substitute and insert, like the other operators, apply to the sequence cut
+          to ``MAX_ITEM_LIST_LENGTH`` (see CL4SRec's NOTE); the authors' code applies
+          them to a longer user's whole history, then cuts.
     """
 
     # Everything but the defaults (CoSeRec.yaml) is CL4SRec's: the operators, the

@@ -36,27 +36,44 @@ class ICLRec(CL4SRec):
           authors' code also averages the padding.
         * A sequence's intent is its user's cluster from the E-step (Eq. 12); the
           authors' code re-assigns the nearest centroid to the current batch output.
-        * FNM keys on the intent (cluster) ids; the authors' code keys it on the
-          validation item, a leak of the validation target into training. The
-          positive stays in the denominator (standard InfoNCE); only the other rows of
-          the same intent, whose centroid equals the positive, are dropped.
+        * ``L_ICL`` is Eq. 16 (Eq. 17 with FNM) as written: a view is the anchor and
+          the batch's centroids are the candidates. The authors' ``PCLoss`` feeds the
+          (view, centroid) pairs to their SeqCL NT-Xent, so there the centroids are
+          anchors too and the batch's other views are negatives as well.
+        * ``L_ICL`` is the sum of the two views' terms, as Eq. 15 writes it (each
+          averaged over the batch); the authors' ``PCLoss`` divides that sum by 2.
+          ``icl_weight`` 0.1 (their scripts' ``intent_cf_weight``) therefore weighs ICL
+          as 0.2 would in their code.
+        * ``L_SeqCL`` is NT-Xent averaged over the 2N anchors, i.e. the mean of its two
+          directions, as CoSeRec's Algorithm 1 (line 15) and both authors' code do:
+          half of the sum in Eq. 5.
+        * FNM keys on the intent (cluster) ids, as the authors' ICL loss does. In their
+          code one flag, ``--de_noise``, switches FNM on; it is off by default and
+          their scripts do not set it, so they train without FNM. The flag also
+          applies FNM to their SeqCL term, keyed there on each user's validation item
+          (a leak of the validation target into training). Here ``fnm`` is on by
+          default, as in the paper's full model, and SeqCL never masks. The positive
+          stays in the denominator (standard InfoNCE); only the other rows of the same
+          intent, whose centroid equals the positive, are dropped.
         * In the ``prefix`` regime the E-step clusters one sequence per user (its
           longest training prefix), as in ``sequence``; every row of a user then uses
           that user's intent.
         * Both contrastive terms use ``cos`` with temperature 0.2 by default (the paper:
-          dot product, temperature 1); see CL4SRec's docstring for the measurement.
+          dot product, temperature 1; the authors' code: dot product with unit-length
+          centroids, temperature 1); see CL4SRec's docstring for the measurement.
         * Two Transformer layers, as the paper says; the authors' Beauty script uses
-          one. Measured on Beauty with the paper's augmentation ratios: 2 layers
+          one. Measured on Beauty with the authors' augmentation ratios: 2 layers
           reach validation NDCG@20 0.0788 (test 0.0644), 1 layer 0.0778 (test 0.0627)
           (results/amazon-beauty.md).
-        * Augmentations crop 0.6 / mask 0.3 / reorder 0.6, gentler than the paper's
-          and the authors' 0.2 / 0.7 / 0.2 (which the CE loss and cosine similarity
-          here were not tuned with). On Beauty, for both seeds tried, they validate
-          higher (NDCG@20 0.0793 and 0.0793 against 0.0788 and 0.0790) and test higher
-          (0.0654 and 0.0646 against 0.0644 and 0.0638) (results/amazon-beauty.md).
-          ``--crop_ratio=0.2 --mask_ratio=0.7 --reorder_ratio=0.2`` restores the paper's.
+        * Augmentations crop 0.6 / mask 0.3 / reorder 0.6, gentler than the authors'
+          0.2 / 0.7 / 0.2, their code's defaults (the paper states no ratios), which
+          the CE loss and cosine similarity here were not tuned with. On Beauty, for
+          both seeds tried, they validate higher (NDCG@20 0.0793 and 0.0793 against
+          0.0788 and 0.0790) and test higher (0.0654 and 0.0646 against 0.0644 and
+          0.0638) (results/amazon-beauty.md). ``--crop_ratio=0.2 --mask_ratio=0.7
+          --reorder_ratio=0.2`` restores the authors'.
         * Everything else of CL4SRec's NOTE applies (mask token, ``concat`` for SeqCL,
-          ``train_mode: sequence``).
+          ``train_mode: sequence``, augmenting the cut sequence).
     """
 
     loss_parts = ICLRecLoss

@@ -57,7 +57,13 @@ class IntentPrototypes:
         self.user_intents[users] = assignment.to(device)
 
     def loss(self, views, user_ids, fnm=True, temperature=1.0, similarity="dot"):
-        """Eq. 16 (Eq. 17 with ``fnm``) for one batch of view vectors ``[N, H]``."""
+        """Eq. 16 (Eq. 17 with ``fnm``) for one batch of view vectors ``[N, H]``.
+
+        ``views[u]`` is contrasted with the centroid of user ``user_ids[u]``'s intent
+        from the last E-step, against the centroids of the batch's other users.
+        Averaged over the N views; a caller with two views per user adds the two
+        results (Eq. 15), as :class:`recbole_ssl.model.ICLRec` does.
+        """
         intent_ids = self.user_intents.to(user_ids.device)[user_ids]
         intents = self.centroids.to(views.device)[intent_ids]
         return intent_nce(
