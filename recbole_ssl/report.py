@@ -529,6 +529,8 @@ def _pyplot():
 
 
 def _save(fig, path, data_digest):
+    """Lay out, write the PNG with its data digest, and close the figure."""
+    fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(
         buffer,
@@ -537,6 +539,7 @@ def _save(fig, path, data_digest):
         metadata={"Source": f"recbole-ssl {data_digest}"},
     )
     write_atomic(path, buffer.getvalue(), mode="wb")
+    _pyplot().close(fig)
 
 
 def _plot_band(ax, series, label):
@@ -563,9 +566,7 @@ def draw_curves(data, path, data_digest):
         ax.text(
             0.5, 0.5, "no validation curves yet", ha="center", transform=ax.transAxes
         )
-    fig.tight_layout()
     _save(fig, path, data_digest)
-    plt.close(fig)
 
 
 def draw_panels(data, path, data_digest):
@@ -588,9 +589,7 @@ def draw_panels(data, path, data_digest):
     for ax in list(axes.flat)[len(models) :]:
         ax.axis("off")
     fig.suptitle(f"{data['dataset']}: validation NDCG@20 per setting (seeds)")
-    fig.tight_layout()
     _save(fig, path, data_digest)
-    plt.close(fig)
 
 
 def draw_test(data, path, data_digest):
@@ -620,9 +619,7 @@ def draw_test(data, path, data_digest):
     fig.suptitle(
         f"{data['dataset']}: test NDCG per model (defaults) against the papers"
     )
-    fig.tight_layout()
     _save(fig, path, data_digest)
-    plt.close(fig)
 
 
 FIGURES = OrderedDict(
