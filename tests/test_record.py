@@ -185,7 +185,9 @@ def test_an_interrupted_run_keeps_its_finished_epochs(
     assert record["best_epoch"] in (0, 1) and record["test"] is None
 
 
-def test_sigterm_ends_a_cli_run_as_interrupted(tmp_path):
+def sigterm_after_two_epochs(tmp_path, *options, wait=120):
+    """A long tiny SASRec run from the command line, sent SIGTERM once its record
+    holds two epochs. Returns ``(exit code, stderr, the records folder)``."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -193,6 +195,7 @@ def test_sigterm_ends_a_cli_run_as_interrupted(tmp_path):
             "--model=SASRec",
             "--dataset=tiny",
             f"--data_path={DATA_DIR}",
+            *options,
             "--epochs=500",
             "--stopping_step=1000",
             "--show_progress=False",
@@ -204,15 +207,20 @@ def test_sigterm_ends_a_cli_run_as_interrupted(tmp_path):
         text=True,
     )
     folder = tmp_path / "results" / "runs"
-    deadline = time.time() + 120
+    deadline = time.time() + wait
     while time.time() < deadline:
         found = records(folder) if folder.exists() else []
         if found and len(found[0]["epochs"]) >= 2:
             break
         time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    process.send_signal(signal.SIGTERM)  # the launcher only: it stops any ranks
+    _, stderr = process.communicate(timeout=wait)
+    return process.returncode, stderr, folder
+
+
+def test_sigterm_ends_a_cli_run_as_interrupted(tmp_path):
+    returncode, stderr, folder = sigterm_after_two_epochs(tmp_path)
+    assert returncode == 128 + signal.SIGTERM, stderr[-2000:]
     (record,) = records(folder)
     assert record["status"] == "interrupted" and record["error"] == "SystemExit: 143"
     assert len(record["epochs"]) >= 2 and record["test"] is None
@@ -220,35 +228,10 @@ def test_sigterm_ends_a_cli_run_as_interrupted(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_ends_a_distributed_run_with_its_record(tmp_path):
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO_DIR / "run_recbole_ssl.py"),
-            "--model=SASRec",
-            "--dataset=tiny",
-            f"--data_path={DATA_DIR}",
-            "--nproc=2",
-            f"--port={free_port()}",
-            "--epochs=500",
-            "--stopping_step=1000",
-            "--show_progress=False",
-            "--state=ERROR",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    returncode, stderr, folder = sigterm_after_two_epochs(
+        tmp_path, "--nproc=2", f"--port={free_port()}", wait=180
     )
-    folder = tmp_path / "results" / "runs"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        found = records(folder) if folder.exists() else []
-        if found and len(found[0]["epochs"]) >= 2:
-            break
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)  # the launcher only: it stops the ranks
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode != 0
+    assert returncode != 0
     (record,) = records(folder)  # rank 0's, and only rank 0's
     assert record["status"] == "interrupted", stderr[-2000:]
     assert record["setting"]["nproc"] == 2 and len(record["epochs"]) >= 2
