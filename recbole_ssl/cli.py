@@ -32,6 +32,14 @@ def parse_args(argv=None):
         help="evaluate this saved checkpoint instead of training (other --key=value "
         "settings, e.g. --eval_args, override the checkpoint's)",
     )
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="LAST_CHECKPOINT",
+        help="continue the run whose last checkpoint (saved/<model>-<time>-last.pth, "
+        "written every epoch) this is, exactly as if it had not stopped; its settings "
+        "come from the checkpoint (other --key=value settings override them)",
+    )
     parser.add_argument("--ip", default="localhost", help="address of rank 0")
     parser.add_argument("--port", default="5678", help="port of rank 0")
     parser.add_argument("--world_size", type=int, default=-1, help="total processes")
@@ -67,6 +75,7 @@ def main(argv=None):
             ip=args.ip,
             port=args.port,
             group_offset=args.group_offset,
+            resume=args.resume,
         )
     except RecBoleSSLError as e:
         sys.stderr.write(f"run_recbole_ssl.py: error: {e}\n")

@@ -43,6 +43,17 @@ def broadcast_object(value):
     return box[0]
 
 
+def gather_objects(value):
+    """``[rank 0's value, rank 1's, ...]`` of a picklable ``value`` in a distributed
+    run (every rank gets the list); ``[value]`` otherwise."""
+    group = process_group()
+    if group is None:
+        return [value]
+    values = [None] * group[1]
+    torch.distributed.all_gather_object(values, value)
+    return values
+
+
 def gather_from_all_ranks(tensor):
     """Every rank's ``tensor`` concatenated along dim 0 in rank order (``tensor`` itself
     if not distributed). Ranks may hold different numbers of rows."""

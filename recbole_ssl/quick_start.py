@@ -19,6 +19,7 @@ from recbole.utils import get_environment, init_seed, set_color
 from recbole.utils.logger import RemoveColorFilter, log_colors_config
 from recbole.utils.utils import get_local_time
 
+from recbole_ssl.checkpoint import LAST, load_checkpoint
 from recbole_ssl.config import Config
 from recbole_ssl.errors import ConfigError, RecBoleSSLError
 from recbole_ssl.record import recording
@@ -90,6 +91,35 @@ def init_logger(config):
     return log_file
 
 
+# where a run's processes meet: a resumed run takes them from its own command line
+DISTRIBUTED_KEYS = ("local_rank", "world_size", "ip", "port", "nproc", "offset")
+
+
+def resume_settings(resume, config_dict=None):
+    """``(model, dataset, config_dict, checkpoint)`` to resume the run whose last
+    checkpoint is ``resume``: the settings the run was given (from the checkpoint),
+    updated by ``config_dict`` (and, as always, the command line), with ``resume``.
+
+    Raises:
+        ConfigError: ``resume`` is no checkpoint, or not a run's last checkpoint.
+    """
+    checkpoint = load_checkpoint(resume, "resume")
+    if checkpoint.get("kind") != LAST or "external_config" not in checkpoint:
+        raise ConfigError(
+            f"resume: {resume} holds one epoch's weights, not a run's state; resume "
+            "from the run's '-last.pth' checkpoint beside it"
+        )
+    settings = {
+        k: v
+        for k, v in checkpoint["external_config"].items()
+        if k not in DISTRIBUTED_KEYS
+    }
+    settings.update(config_dict or {})
+    settings["resume"] = str(resume)
+    saved = checkpoint["config"]
+    return saved["model"], saved["dataset"], settings, checkpoint
+
+
 def run_recbole_ssl(
     model=None,
     dataset=None,
@@ -97,6 +127,7 @@ def run_recbole_ssl(
     config_dict=None,
     saved=True,
     queue=None,
+    resume=None,
 ):
     """Train ``model`` on ``dataset``, pick the best epoch on validation, test it.
 
@@ -107,11 +138,19 @@ def run_recbole_ssl(
         config_dict (dict): parameters that override the files.
         saved (bool): save the best model and test it (else test the last epoch).
         queue: the result goes here from rank 0 in multi-process runs.
+        resume (str): a run's last checkpoint (``...-last.pth``; also the ``resume``
+            key of ``config_dict``): continue that run exactly, with its settings
+            (``model`` and ``dataset`` may be None), and in its run record.
 
     Returns:
         dict: ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result`` and
         ``test_result``, as RecBole's ``run_recbole``.
     """
+    resume = resume or (config_dict or {}).get("resume")
+    resumes = None
+    if resume:
+        model, dataset, config_dict, checkpoint = resume_settings(resume, config_dict)
+        resumes = {"checkpoint": resume, "record": checkpoint.get("record")}
     config = build_config(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
     log_file = init_logger(config)
@@ -119,7 +158,7 @@ def run_recbole_ssl(
     logger.info(sys.argv)
     logger.info(config)
 
-    with recording(config, "train", "run_recbole_ssl", log_file) as record:
+    with recording(config, "train", "run_recbole_ssl", log_file, resumes) as record:
         if record is not None:
             logger.info(f"run record: {record.path}")
         best_valid_score, best_valid_result, test_result = _train_and_test(
@@ -158,6 +197,10 @@ def _train_and_test(config, record, saved, verbose=True, logger=None, show=None)
         logger.info(model)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     trainer.run_record = record
+    if config["resume"]:
+        trainer.resume(config["resume"])
+    logger = logger or getLogger()
+    logger.info(f"last checkpoint (resume=...): {trainer.last_model_file}")
     show = config["show_progress"] if show is None else show
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, verbose=verbose, saved=saved, show_progress=show
@@ -201,9 +244,13 @@ def run(
     ip="localhost",
     port="5678",
     group_offset=0,
+    resume=None,
 ):
     """One process, or ``nproc`` processes of RecBole's distributed mode (gloo on the
-    CPU, nccl on CUDA); returns rank 0's result dict."""
+    CPU, nccl on CUDA); returns rank 0's result dict. ``resume``: see
+    :func:`run_recbole_ssl`."""
+    if resume:
+        model, dataset, config_dict, _ = resume_settings(resume, config_dict)
     if nproc == 1 and world_size <= 0:
         return run_recbole_ssl(model, dataset, config_file_list, config_dict, saved)
     import torch.multiprocessing as mp

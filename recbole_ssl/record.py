@@ -18,6 +18,9 @@ the seed and the keys that only say where outputs go), the command line, git com
 whether tracked files were modified, versions, machine, start and end time, wall
 seconds, per epoch (training seconds, each named loss part, validation seconds and
 metrics), the best epoch, best validation and test metrics, the checkpoint path.
+A run resumed from its last checkpoint (``resume``) goes on in the record of the run it
+resumes, cut back to the epochs that checkpoint holds, and lists the resume under
+``resumes`` (time, checkpoint, the status it found, its own command and machine).
 :mod:`recbole_ssl.report` renders the results pages from these files.
 """
 
@@ -68,6 +71,7 @@ NON_SETTING_KEYS = frozenset(
         "verbose",
         "config_files",  # their keys are in the difference themselves
         "evaluate",
+        "resume",  # a resumed run is the run it resumes
         "group_offset",
         "eval_batch_size",  # full-sort metrics do not depend on it
         "detect_anomaly",  # checks gradients, changes no value
@@ -87,8 +91,8 @@ def to_plain(value):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_plain(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
+    if isinstance(value, float):  # numpy.float64 too: a float it becomes
+        return float(value) if math.isfinite(value) else None
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, enum.Enum):
@@ -249,7 +253,7 @@ class RunRecord:
         log_file (str): the run's text log.
     """
 
-    def __init__(self, config, kind="train", entry=None, log_file=None):
+    def __init__(self, config, kind="train", entry=None, log_file=None, resumes=None):
         self.started = _now()
         self._clock = time.perf_counter()
         diff = config_diff(config)
@@ -295,12 +299,47 @@ class RunRecord:
             "error": None,
             "config": to_plain(config.final_config_dict),
         }
+        if resumes is not None:
+            self._continue(**resumes)
         try:
             self.save(strict=True)
         except OSError as e:
             raise ConfigError(
                 f"record_dir: cannot write the run record {self.path} ({e})"
             ) from None
+
+    def _continue(self, checkpoint, record):
+        """Go on in the record of the run that ``checkpoint`` (its last checkpoint)
+        resumes, cut back to the epochs the checkpoint holds; each resume is listed
+        under ``resumes``. Without that record (``record``: ``{path, entries}`` or
+        None; moved, deleted, another run's), a new one says ``resumed_from``."""
+        previous = None
+        if record is not None:
+            try:
+                previous = load(record["path"])
+            except ValueError as e:
+                logging.getLogger().warning(f"resume: a new run record, as {e}")
+        same_run = previous is not None and all(
+            previous[key] == self.data[key] for key in ("model", "dataset", "seed")
+        )
+        if not same_run:
+            self.data["resumed_from"] = str(checkpoint)
+            return
+        resume = {
+            "time": self.data["start_time"],
+            "checkpoint": str(checkpoint),
+            "previous_status": previous["status"],
+            "epochs_kept": record["entries"],
+            "epochs_dropped": len(previous["epochs"]) - record["entries"],
+        }
+        for key in ("command", "cwd", "git", "versions", "machine", "log_file"):
+            resume[key] = self.data[key]
+        for key in ("command", "cwd", "start_time", "git", "versions", "machine"):
+            self.data[key] = previous.get(key, self.data[key])
+        self.data["log_file"] = previous.get("log_file")
+        self.data["epochs"] = previous["epochs"][: record["entries"]]
+        self.data["resumes"] = [*previous.get("resumes", []), resume]
+        self.path = record["path"]
 
     def save(self, strict=False):
         """Write the record; after the first write, a failure (disk full) is logged
@@ -401,13 +440,14 @@ class RunRecord:
 
 
 @contextmanager
-def recording(config, kind="train", entry=None, log_file=None):
+def recording(config, kind="train", entry=None, log_file=None, resumes=None):
     """Yield the run's :class:`RunRecord` (None when ``record`` is off or on ranks
-    other than 0); an exception leaving the block marks it failed or interrupted."""
+    other than 0); an exception leaving the block marks it failed or interrupted.
+    ``resumes``: ``{"checkpoint", "record"}`` of a resumed run (see ``_continue``)."""
     if not config["record"] or not is_record_rank(config):
         yield None
         return
-    record = RunRecord(config, kind=kind, entry=entry, log_file=log_file)
+    record = RunRecord(config, kind, entry, log_file, resumes=resumes)
     try:
         yield record
     except BaseException as e:

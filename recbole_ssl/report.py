@@ -373,6 +373,9 @@ def runs_section(records, page_dir):
             status = f"evaluation ({status})"
         if r.get("tested") == "last":
             status += ", last epoch tested"
+        resumes = len(r.get("resumes") or [])
+        if resumes:
+            status += f", resumed {resumes}x"
         if r.get("error"):
             status += f": {r['error']}"
         cells = [
@@ -382,7 +385,11 @@ def runs_section(records, page_dir):
             str(r["seed"]),
             status,
             f"{epochs_run(r) or ''} ({'' if r.get('best_epoch') is None else r['best_epoch']})",
-            "" if wall is None else f"{wall / 60:.0f} min",
+            (
+                ""
+                if wall is None
+                else f"{wall / 60:.0f} min" + (" (last process)" if resumes else "")
+            ),
             machine_text,
             "" if not commit else f"`{commit[:7]}`" + (" (modified)" if dirty else ""),
             (r.get("start_time") or "")[:10],

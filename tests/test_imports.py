@@ -100,6 +100,11 @@ def test_the_ground_floor_imports_nothing_of_the_plugin():
     graph = import_graph()
     assert graph["recbole_ssl.errors"] == set()
     assert graph["recbole_ssl.distributed"] == set()
+    assert graph["recbole_ssl.randomness"] == set()
+    assert graph["recbole_ssl.checkpoint"] <= {
+        "recbole_ssl.errors",
+        "recbole_ssl.record",
+    }
     for name, imports in graph.items():
         if name.startswith(
             ("recbole_ssl.model.", "recbole_ssl.data.", "recbole_ssl.trainer.")

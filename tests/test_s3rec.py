@@ -560,15 +560,6 @@ def test_one_run_finetunes_the_weights_it_pretrained(tiny_config):
     trainer.tensorboard.close()
 
 
-def test_pretraining_resumes_from_its_checkpoint(tiny_config):
-    trainer, _ = pretrain_only(tiny_config, pretrain_epochs=1)
-    path = trainer.pretrain_model_file
-    resumed, _ = pretrain_only(tiny_config, pretrain_epochs=2, pretrain_resume=path)
-    assert resumed.pretrain_model_file == path
-    assert resumed.start_epoch == 1
-    assert torch.load(path, weights_only=True)["epoch"] == 1
-
-
 def test_pretrained_weights_of_another_shape_are_a_clear_error(tiny_config, tmp_path):
     trainer, _ = pretrain_only(tiny_config, pretrain_epochs=1, hidden_size=32)
     path = trainer.pretrain_model_file
@@ -664,7 +655,6 @@ def test_s3rec_resolves_to_the_plugin(dataset):
     assert config["item_attribute"] == "attributes"
     assert config["pretrain_epochs"] == 100
     assert config["train_mode"] == "sequence"
-    assert config["pretrain_resume"] is None
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 
+from recbole_ssl.randomness import generator_from_state, generator_state
+
 
 class SequentialSSLRecommender(SequentialRecommender):
     """A ``SequentialRecommender`` whose next-item loss follows ``train_mode``.
@@ -27,6 +29,24 @@ class SequentialSSLRecommender(SequentialRecommender):
         if self.loss_type not in ("CE", "BPR"):
             raise NotImplementedError("Make sure 'loss_type' in ['BPR', 'CE']!")
         self.bpr_loss = BPRLoss()
+
+    def random_generators(self):
+        """``{name: component}`` of the components that own a ``generator`` attribute
+        (a ``torch.Generator``, or None until first used): what a resumed run restores
+        beside torch's global state. None here; CL4SRec's family has two."""
+        return {}
+
+    def random_state(self):
+        """The state of every generator of :meth:`random_generators`, as plain data."""
+        return {
+            name: generator_state(component.generator)
+            for name, component in self.random_generators().items()
+        }
+
+    def set_random_state(self, state):
+        """Restore what :meth:`random_state` returned."""
+        for name, component in self.random_generators().items():
+            component.generator = generator_from_state(state.get(name))
 
     def next_item_targets(self, interaction):
         """The item each position must predict, 0 where no loss applies.  # [B, L]

@@ -108,6 +108,14 @@ class CL4SRec(SASRec):
         self.item_correlation = correlation
         self.augmenter.set_correlation(correlation)
 
+    def random_generators(self):
+        """The augmenter's generator and the item correlation's (which draws among
+        the top-``k`` correlated items)."""
+        generators = {"augmenter": self.augmenter}
+        if self.item_correlation is not None:
+            generators["item_correlation"] = self.item_correlation
+        return generators
+
     def augment_views(self, item_seq, item_seq_len):
         """Two augmented views of every sequence: ``(views [2B, L], lengths [2B])``."""
         return self.augmenter(item_seq.repeat(2, 1), item_seq_len.repeat(2))

@@ -32,6 +32,16 @@ class IntentPrototypes:
     def ready(self):
         return self.centroids is not None
 
+    def state(self):
+        """The last E-step's result, for a checkpoint (``centroids`` None before it)."""
+        return {"centroids": self.centroids, "user_intents": self.user_intents}
+
+    def load_state(self, state, device):
+        """Restore what :meth:`state` returned, on ``device``."""
+        centroids = state["centroids"]
+        self.centroids = None if centroids is None else centroids.to(device)
+        self.user_intents = state["user_intents"].to(device)
+
     @torch.no_grad()
     def estimate(self, encode, item_seq, item_seq_len, user_ids, batch_size, device):
         """E-step: encode every sequence once, cluster, keep centroids and intents.

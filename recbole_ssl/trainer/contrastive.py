@@ -3,8 +3,10 @@
 One hook beyond RecBole's ``Trainer``: the item correlation that the ``substitute``
 and ``insert`` augmentations need. It is built from the training split once, before
 the first epoch, and refreshed at the start of every epoch from
-``correlation_warm_up`` on (CoSeRec Algorithm 1, lines 2-5). Under distributed
-training every rank uses rank 0's tables.
+``correlation_warm_up`` on (CoSeRec Algorithm 1, lines 2-5), in :meth:`before_epoch`.
+Under distributed training every rank uses rank 0's tables. A resumed run rebuilds the
+ItemCF-IUF table from the data and refreshes the hybrid from the restored weights, as
+the uninterrupted run did at that epoch's start.
 """
 
 import time
@@ -57,11 +59,9 @@ class ContrastiveTrainer(Trainer):
             f"{keep_memory.float().mean().item():.1%} of items"
         )
 
-    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+    def before_epoch(self, train_data, epoch_idx):
+        super().before_epoch(train_data, epoch_idx)
         self.refresh_item_correlation(epoch_idx)
-        return super()._train_epoch(
-            train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress
-        )
 
 
 class CL4SRecTrainer(ContrastiveTrainer):
@@ -130,8 +130,14 @@ class ICLRecTrainer(ContrastiveTrainer):
         )
         return True
 
-    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+    def before_epoch(self, train_data, epoch_idx):
+        super().before_epoch(train_data, epoch_idx)
         self.intent_e_step(train_data, epoch_idx)
-        return super()._train_epoch(
-            train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress
-        )
+
+    def trainer_state(self):
+        """The last E-step's centroids and intents (used until the next E-step)."""
+        return dict(super().trainer_state(), intents=self.model.intents.state())
+
+    def load_trainer_state(self, state):
+        super().load_trainer_state(state)
+        self.model.intents.load_state(state["intents"], self.device)

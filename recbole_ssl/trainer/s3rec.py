@@ -11,9 +11,9 @@
 
 Each stage is one call of RecBole's ``Trainer.fit``: pretraining runs it without
 validation data (RecBole then saves a checkpoint every epoch), finetuning runs it as
-usual, with a fresh optimizer and early-stopping state. ``pretrain_resume`` names a
-pretraining checkpoint to continue from (weights, optimizer, epoch), with RecBole's
-``resume_checkpoint``.
+usual, with a fresh optimizer and early-stopping state. A run resumes (``resume``, the
+run's ``-last.pth`` checkpoint) in the stage it was saved in: in pretraining, it
+pretrains on and then finetunes; in finetuning, it skips pretraining.
 """
 
 import collections
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from recbole.utils.utils import get_local_time
 
+from recbole_ssl.checkpoint import LAST, load_checkpoint
 from recbole_ssl.distributed import broadcast_object
 from recbole_ssl.errors import ConfigError
 from recbole_ssl.trainer.trainer import Trainer
@@ -36,7 +37,6 @@ class S3RecTrainer(Trainer):
         self.train_stage = config["train_stage"]
         self.pretrain_epochs = config["pretrain_epochs"]
         self.pre_model_path = config["pre_model_path"] or None
-        self.pretrain_resume = config["pretrain_resume"] or None
         if self.train_stage == "finetune" and self.pre_model_path is None:
             raise ConfigError(
                 "train_stage 'finetune' needs pre_model_path, a checkpoint of "
@@ -46,28 +46,52 @@ class S3RecTrainer(Trainer):
         self.pretrain_model_file = broadcast_object(
             os.path.join(self.checkpoint_dir, name)
         )
+        self.finetune_model_file = self.saved_model_file
+        self._resume_file = self._resume_stage = None
+
+    def resume(self, resume_file):
+        """Resume the run of ``resume_file`` (a ``-last.pth`` checkpoint) in its stage,
+        once :meth:`fit` reaches it."""
+        checkpoint = load_checkpoint(resume_file, "resume")
+        stage = checkpoint.get("stage")
+        if checkpoint.get("kind") != LAST or stage not in ("pretrain", "finetune"):
+            raise ConfigError(
+                f"resume: {resume_file} is not the last checkpoint of an S3Rec run "
+                "(resume from the run's '-last.pth' file)"
+            )
+        if self.train_stage not in (stage, "pretrain_finetune"):
+            raise ConfigError(
+                f"resume: {resume_file} was saved in the {stage} stage, which "
+                f"train_stage {self.train_stage!r} does not run"
+            )
+        self._resume_file, self._resume_stage = resume_file, stage
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, **kwargs):
-        if self.train_stage in ("pretrain", "pretrain_finetune"):
-            self.pretrain(train_data, verbose=verbose, **kwargs)
+        resume_file, resume_stage = self._resume_file, self._resume_stage
+        self._resume_file = self._resume_stage = None
+        if self.train_stage == "finetune" or resume_stage == "finetune":
+            if resume_stage is None:
+                self.load_pretrained(self.pre_model_path)
+        else:
+            resume_pretraining = resume_file if resume_stage == "pretrain" else None
+            self.pretrain(train_data, verbose, resume=resume_pretraining, **kwargs)
             if self.train_stage == "pretrain":
                 return -1, None
-        else:
-            self.load_pretrained(self.pre_model_path)
         self.start_finetuning()
+        if resume_stage == "finetune":
+            self.resume_checkpoint(resume_file)
         return super().fit(train_data, valid_data, verbose, saved, **kwargs)
 
-    def pretrain(self, train_data, verbose=True, **kwargs):
-        """Stage 1: ``pretrain_epochs`` epochs of the four objectives, saved per epoch."""
-        finetune_file, finetune_epochs = self.saved_model_file, self.epochs
+    def pretrain(self, train_data, verbose=True, resume=None, **kwargs):
+        """Stage 1: ``pretrain_epochs`` epochs of the four objectives, saved per epoch
+        (from the last checkpoint ``resume`` of a pretraining, if given)."""
+        finetune_epochs = self.epochs
         self.model.set_stage("pretrain")
         self.stage = "pretrain"
         self.saved_model_file = self.pretrain_model_file
         self.epochs = self.pretrain_epochs
-        if self.pretrain_resume is not None:
-            self.check_checkpoint_file("pretrain_resume", self.pretrain_resume)
-            self.resume_checkpoint(self.pretrain_resume)  # continues writing there
-            self.pretrain_model_file = self.saved_model_file
+        if resume is not None:
+            self.resume_checkpoint(resume)  # the pretraining and finetuning files too
         self.logger.info(
             f"pretraining for epochs {self.start_epoch}..{self.epochs - 1}, "
             f"saving to {self.saved_model_file}"
@@ -75,8 +99,24 @@ class S3RecTrainer(Trainer):
         try:
             super().fit(train_data, None, verbose, saved=True, **kwargs)
         finally:
-            self.saved_model_file, self.epochs = finetune_file, finetune_epochs
+            self.saved_model_file, self.epochs = (
+                self.finetune_model_file,
+                finetune_epochs,
+            )
         self.logger.info(f"pretrained weights saved to {self.pretrain_model_file}")
+
+    def trainer_state(self):
+        """Where the two stages' checkpoints go (the run's files, kept on resume)."""
+        return dict(
+            super().trainer_state(),
+            pretrain_model_file=self.pretrain_model_file,
+            finetune_model_file=self.finetune_model_file,
+        )
+
+    def load_trainer_state(self, state):
+        super().load_trainer_state(state)
+        self.pretrain_model_file = state["pretrain_model_file"]
+        self.finetune_model_file = state["finetune_model_file"]
 
     def checkpoint_files(self):
         """The finetuned checkpoint and the pretrained weights it started from (the
@@ -98,11 +138,6 @@ class S3RecTrainer(Trainer):
         self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
         self.best_valid_result = None
 
-    @staticmethod
-    def check_checkpoint_file(key, path):
-        if not os.path.isfile(path):
-            raise ConfigError(f"{key}: checkpoint file not found: {path}")
-
     def load_pretrained(self, path):
         """Initialise the model from the checkpoint at ``path``; logs what was loaded.
 
@@ -110,14 +145,7 @@ class S3RecTrainer(Trainer):
             ConfigError: no such file, not a checkpoint, or a tensor whose shape
                 differs from the model's (another dataset or architecture).
         """
-        self.check_checkpoint_file("pre_model_path", path)
-        try:
-            checkpoint = torch.load(path, map_location=self.device, weights_only=True)
-            state = checkpoint["state_dict"]
-        except Exception as e:  # unpickling errors have many types
-            raise ConfigError(
-                f"pre_model_path: {path} is not a recbole_ssl checkpoint ({e})"
-            ) from None
+        state = load_checkpoint(path, "pre_model_path", self.device)["state_dict"]
         own = self.model.state_dict()
         mismatched = [
             f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})"

@@ -25,6 +25,20 @@
    includes what a subclass does in ``_train_epoch`` before ``super()`` (ICLRec's
    E-step, CoSeRec's correlation refresh). ``stage`` names the stage in the record
    (S3-Rec's ``pretrain`` and ``finetune``).
+7. Any run resumes exactly (``resume``, :meth:`PluginTrainerMixin.resume`). At the
+   start of every epoch, before the trainer's own work there (:meth:`before_epoch`:
+   E-steps, correlation refreshes), the run's state goes to ``<checkpoint>-last.pth``
+   beside the best checkpoint: weights, optimizer, the epoch, early stopping's step,
+   best score and result, where the best checkpoint is, the stage, what the trainer
+   keeps between epochs (:meth:`trainer_state`) and every random state (Python,
+   NumPy, torch, the training loader's shuffle generator, the model's own generators;
+   each rank's). A resumed run restores them at the start of its first epoch, so it
+   draws and computes what the uninterrupted run would have: the same weights, losses
+   and metrics, bit for bit. What a trainer recomputes at the start of an epoch from
+   the weights (ICLRec's E-step, CoSeRec's hybrid correlation) is recomputed then,
+   from the same weights. After the last epoch the state is saved once more, marked
+   ``finished``: resuming it only tests. Both checkpoints are written atomically.
+   The epoch's seconds include this save (milliseconds on the benchmarks' models).
 """
 
 import contextlib
@@ -38,7 +52,19 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
-from recbole_ssl.distributed import broadcast_object
+from recbole_ssl.checkpoint import (
+    LAST,
+    last_checkpoint_file,
+    load_checkpoint,
+    save_checkpoint,
+)
+from recbole_ssl.distributed import broadcast_object, gather_objects, process_group
+from recbole_ssl.errors import ConfigError
+from recbole_ssl.randomness import (
+    generator_state,
+    global_states,
+    set_global_states,
+)
 from recbole_ssl.record import to_plain
 
 RECBOLE_TENSORBOARD_DIR = "log_tensorboard"
@@ -95,12 +121,150 @@ class PluginTrainerMixin:
                 super().__init__(config, model)
         # the file name holds the local time: every rank loads the file rank 0 writes
         self.saved_model_file = broadcast_object(self.saved_model_file)
+        self.last_model_file = last_checkpoint_file(self.saved_model_file)
+        self._save_last = False  # set by fit: saved=True
+        self._resumed_random_states = None  # this rank's, restored at the next epoch
+        self._resumed_finished = False
+        self._last_epoch = -1
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, **kwargs):
+        """RecBole's ``fit``, with the run's last checkpoint saved at the start of
+        every epoch and after the last one (when ``saved``); a run resumed from a
+        finished checkpoint trains no further."""
+        self._save_last = saved
+        if self._resumed_finished:
+            self._resumed_finished = False
+            self.logger.info(
+                f"resumed after its last epoch ({self.start_epoch - 1}): "
+                "nothing left to train"
+            )
+            return self.best_valid_score, self.best_valid_result
+        result = super().fit(train_data, valid_data, verbose, saved, **kwargs)
+        if saved:
+            self.save_last_checkpoint(train_data, self._last_epoch, finished=True)
+        return result
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self.begin_epoch(train_data, epoch_idx)
+        self.before_epoch(train_data, epoch_idx)
         with torch.autograd.set_detect_anomaly(bool(self.config["detect_anomaly"])):
             return super()._train_epoch(
                 train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress
             )
+
+    def begin_epoch(self, train_data, epoch_idx):
+        """A resumed run's first epoch restores the saved random states; every other
+        epoch saves the run's state to the last checkpoint (when ``saved``)."""
+        if self._resumed_random_states is not None:
+            self.set_random_states(self._resumed_random_states, train_data)
+            self._resumed_random_states = None
+        elif self._save_last:
+            self.save_last_checkpoint(train_data, epoch_idx - 1)
+
+    def before_epoch(self, train_data, epoch_idx):
+        """What the trainer does at the start of an epoch, before its batches (an
+        E-step, a refresh): none here. Runs after :meth:`begin_epoch`, so a resumed
+        run does it again from the restored state."""
+
+    def trainer_state(self):
+        """What the trainer keeps between epochs and cannot recompute at the start of
+        the next one, as plain data for the last checkpoint: none here."""
+        return {}
+
+    def load_trainer_state(self, state):
+        """Restore what :meth:`trainer_state` returned."""
+
+    def random_states(self, train_data):
+        """This process's random states (see :mod:`recbole_ssl.randomness`)."""
+        states = global_states()
+        states["train_data"] = generator_state(getattr(train_data, "generator", None))
+        model_state = getattr(self.model, "random_state", None)
+        states["model"] = model_state() if model_state is not None else {}
+        return states
+
+    def set_random_states(self, states, train_data):
+        """Restore what :meth:`random_states` returned."""
+        set_global_states(states)
+        generator = getattr(train_data, "generator", None)
+        if generator is not None and states["train_data"] is not None:
+            generator.set_state(states["train_data"]["state"])  # the loader's own
+        set_model_state = getattr(self.model, "set_random_state", None)
+        if set_model_state is not None:
+            set_model_state(states["model"])
+
+    def save_last_checkpoint(self, train_data, epoch, finished=False):
+        """Save the run's state after ``epoch`` (-1: before the first) to
+        ``last_model_file``. Every rank takes part (their random states are gathered);
+        rank 0 writes."""
+        states = gather_objects(self.random_states(train_data))
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        state = self.checkpoint_state(epoch)
+        state.update(
+            {
+                "kind": LAST,
+                "stage": self.stage,
+                "finished": finished,
+                "best_valid_result": to_plain(dict(self.best_valid_result or {})),
+                "best_model_file": self.saved_model_file,
+                "trainer_state": self.trainer_state(),
+                "random_states": states,
+                "record": None,
+            }
+        )
+        if self.run_record is not None:
+            state["record"] = {
+                "path": os.path.abspath(self.run_record.path),
+                "entries": len(self.run_record.data["epochs"]),
+            }
+        save_checkpoint(state, self.last_model_file)
+
+    def resume(self, resume_file):
+        """Continue the run whose last checkpoint is ``resume_file`` (the ``resume``
+        key); :class:`recbole_ssl.trainer.S3RecTrainer` waits for the stage."""
+        self.resume_checkpoint(resume_file)
+
+    def resume_checkpoint(self, resume_file):
+        """RecBole's resume (weights, optimizer, next epoch, early stopping's step and
+        best score), and from a last checkpoint everything else the run had: the best
+        result and checkpoint, the stage, the trainer's state and the random states.
+        The run goes on writing its last checkpoint to ``resume_file``.
+
+        Raises:
+            ConfigError: not a checkpoint, another model or dataset, or saved by
+                another number of processes.
+        """
+        checkpoint = load_checkpoint(resume_file, "resume", self.device)
+        for key in ("model", "dataset"):
+            if checkpoint["config"].get(key) != self.config[key]:
+                raise ConfigError(
+                    f"resume: {resume_file} is a checkpoint of {key} "
+                    f"{checkpoint['config'].get(key)!r}, not {self.config[key]!r}"
+                )
+        if checkpoint.get("kind") == LAST:
+            states = checkpoint["random_states"]
+            rank, world = (process_group() or (0, 1))[:2]
+            if len(states) != world:
+                raise ConfigError(
+                    f"resume: {resume_file} was saved by {len(states)} process(es); "
+                    f"resume it with nproc={len(states)} (this run has {world})"
+                )
+        super().resume_checkpoint(resume_file)
+        if checkpoint.get("kind") != LAST:
+            self.logger.warning(
+                f"resume: {resume_file} is a best-epoch checkpoint: weights, optimizer "
+                "and epoch only, random states start anew (resume a '-last.pth' file "
+                "to continue exactly)"
+            )
+            return
+        self.saved_model_file = checkpoint["best_model_file"]
+        self.last_model_file = str(resume_file)
+        self.best_valid_result = checkpoint["best_valid_result"] or None
+        self.stage = checkpoint["stage"]
+        self.load_trainer_state(checkpoint["trainer_state"])
+        self._resumed_random_states = states[rank]
+        self._resumed_finished = bool(checkpoint["finished"])
+        self._last_epoch = checkpoint["epoch"]
 
     def _generate_train_loss_output(self, epoch_idx, s_time, e_time, losses):
         output = super()._generate_train_loss_output(epoch_idx, s_time, e_time, losses)
@@ -110,6 +274,7 @@ class PluginTrainerMixin:
         if isinstance(losses, tuple) and len(names) == len(losses):
             for idx in reversed(range(len(names))):
                 output = output.replace(f"train_loss{idx + 1}", names[idx])
+        self._last_epoch = epoch_idx
         if self.run_record is not None:
             self.run_record.epoch(
                 epoch_idx, e_time - s_time, self.named_losses(losses), self.stage
@@ -145,7 +310,13 @@ class PluginTrainerMixin:
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        state = {
+        save_checkpoint(self.checkpoint_state(epoch), saved_model_file)
+        if verbose:
+            self.logger.info(f"Saving current: {saved_model_file}")
+
+    def checkpoint_state(self, epoch):
+        """What RecBole's checkpoints hold, in plain types."""
+        return {
             # every final value, for reading; what the user set, to rebuild the Config
             "config": to_plain(self.config.final_config_dict),
             "external_config": to_plain(self.config.external_config_dict),
@@ -156,9 +327,6 @@ class PluginTrainerMixin:
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
         }
-        torch.save(state, saved_model_file)
-        if verbose:
-            self.logger.info(f"Saving current: {saved_model_file}")
 
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, **kwargs):
