@@ -8,33 +8,53 @@ RecBole does; ``sequence`` scores every real position of a user's longest prefix
 import torch
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
-from recbole.model.loss import BPRLoss
 
+from recbole_ssl.errors import check_choice, check_integer
+from recbole_ssl.model.losses import bce_next_item, bpr_next_item
+from recbole_ssl.model.negatives import NegativeSampler
 from recbole_ssl.randomness import generator_from_state, generator_state
+
+LOSS_TYPES = ("CE", "BCE", "BPR")
 
 
 class SequentialSSLRecommender(SequentialRecommender):
     """A ``SequentialRecommender`` whose next-item loss follows ``train_mode``.
 
     Subclasses encode a batch into ``[B, L, H]`` position outputs and call
-    :meth:`next_item_loss`. Config keys read: ``train_mode``, ``loss_type``.
+    :meth:`next_item_loss`. Config keys read: ``train_mode``, ``loss_type``,
+    ``train_neg_num``, ``seed``.
     """
 
     supports_sequence_mode = True
 
     def __init__(self, config, dataset):
-        super().__init__(config, dataset)
+        loss_type = config["loss_type"]
+        check_choice("loss_type", loss_type, LOSS_TYPES)
+        # RecBole's SASRec.__init__ (below this class in its models' order) rejects
+        # any loss but BPR and CE; its loss object is never used here, so under BCE
+        # it builds its layers with BPR's name, and the config gets BCE back
+        if loss_type == "BCE":
+            config["loss_type"] = "BPR"
+        try:
+            super().__init__(config, dataset)
+        finally:
+            config["loss_type"] = loss_type
         self.train_mode = config["train_mode"]
-        self.loss_type = config["loss_type"]
-        if self.loss_type not in ("CE", "BPR"):
-            raise NotImplementedError("Make sure 'loss_type' in ['BPR', 'CE']!")
-        self.bpr_loss = BPRLoss()
+        self.loss_type = loss_type
+        self.negatives = None  # the sampled losses' NegativeSampler
+        if self.loss_type != "CE":
+            check_integer("train_neg_num", config["train_neg_num"], 1)
+            self.train_neg_num = config["train_neg_num"]
+            rank = config["local_rank"] if "local_rank" in config else 0
+            self.negatives = NegativeSampler.from_dataset(
+                dataset, seed=(config["seed"] or 0) + (rank or 0)
+            )
 
     def random_generators(self):
         """``{name: component}`` of the components that own a ``generator`` attribute
         (a ``torch.Generator``, or None until first used): what a resumed run restores
-        beside torch's global state. None here; CL4SRec's family has two."""
-        return {}
+        beside torch's global state: the negative sampler's, for BCE and BPR."""
+        return {} if self.negatives is None else {"negatives": self.negatives}
 
     def random_state(self):
         """The state of every generator of :meth:`random_generators`, as plain data."""
@@ -64,20 +84,25 @@ class SequentialSSLRecommender(SequentialRecommender):
         targets[rows, last] = interaction[self.POS_ITEM_ID]
         return targets
 
-    def sample_negatives(self, target):
-        """One item per target, uniform over all real items except the target."""
-        negative = torch.randint(
-            1, self.n_items - 1, target.shape, device=target.device
-        )
-        return negative + (negative >= target).long()  # skip over the target
+    def next_item_negatives(self, interaction, targets, scored):
+        """``train_neg_num`` negatives per scored position  # [N, k]
+
+        Uniform over the items the user has not had in the training part
+        (:class:`recbole_ssl.model.negatives.NegativeSampler`); in the ``prefix``
+        regime RecBole's own ``NEG_ITEM_ID``, where ``train_neg_sample_args`` makes
+        RecBole's loader draw one.
+        """
+        if self.train_mode == "prefix" and self.NEG_ITEM_ID in interaction.columns:
+            return interaction[self.NEG_ITEM_ID][:, None]
+        users = interaction[self.USER_ID][:, None].expand_as(targets)[scored]
+        return self.negatives.sample(users, self.train_neg_num)
 
     def next_item_loss(self, seq_output, interaction, item_weight, reduction="mean"):
         """Next-item loss of ``seq_output`` ([B, L, H]) against ``item_weight`` ([n_items, H]).
 
         CE: softmax over all items (padding included, as RecBole's SASRec does).
-        BPR: one negative per target: RecBole's sampled ``NEG_ITEM_ID`` in the
-        ``prefix`` regime; in the ``sequence`` regime, one item drawn uniformly from
-        all items but the target, per position.
+        BCE (the papers' code) and BPR: against :meth:`next_item_negatives`, by
+        :func:`recbole_ssl.model.losses.bce_next_item` / ``bpr_next_item``.
         With ``reduction="none"`` the losses of the scored positions come back in
         row-major (row, position) order.
         """
@@ -88,12 +113,22 @@ class SequentialSSLRecommender(SequentialRecommender):
         if self.loss_type == "CE":
             logits = output @ item_weight.t()  # [N, n_items]
             return F.cross_entropy(logits, target, reduction=reduction)
-        if self.train_mode == "prefix":
-            negative = interaction[self.NEG_ITEM_ID]
-        else:
-            negative = self.sample_negatives(target)
-        pos_score = (output * item_weight[target]).sum(-1)
-        neg_score = (output * item_weight[negative]).sum(-1)
-        if reduction == "none":
-            return -torch.log(1e-10 + torch.sigmoid(pos_score - neg_score))
-        return self.bpr_loss(pos_score, neg_score)
+        return self.sampled_next_item_loss(
+            interaction,
+            targets,
+            lambda items: torch.einsum("nh,nmh->nm", output, item_weight[items]),
+            reduction,
+        )
+
+    def sampled_next_item_loss(self, interaction, targets, score, reduction="mean"):
+        """BCE or BPR (``loss_type``) of each scored position's target against its
+        :meth:`next_item_negatives`.
+
+        ``targets`` ``[B, L]`` (0: not scored); ``score(items)`` gives the scores of
+        ``items`` ``[N, m]`` at the N scored positions, row-major  # [N, m]
+        """
+        scored = targets > 0
+        negative = self.next_item_negatives(interaction, targets, scored)  # [N, k]
+        scores = score(torch.cat([targets[scored][:, None], negative], dim=1))
+        loss = bce_next_item if self.loss_type == "BCE" else bpr_next_item
+        return loss(scores[:, 0], scores[:, 1:], reduction)

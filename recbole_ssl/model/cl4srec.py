@@ -111,7 +111,7 @@ class CL4SRec(SASRec):
     def random_generators(self):
         """The augmenter's generator and the item correlation's (which draws among
         the top-``k`` correlated items)."""
-        generators = {"augmenter": self.augmenter}
+        generators = dict(super().random_generators(), augmenter=self.augmenter)
         if self.item_correlation is not None:
             generators["item_correlation"] = self.item_correlation
         return generators

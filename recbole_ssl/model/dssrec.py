@@ -118,7 +118,8 @@ class DSSRec(SASRec):
       with the ``K`` outputs, at every position of the user's
       training sequence (the plugin's ``sequence`` regime). ``s2i_loss: CE`` (default)
       normalises over all items; ``in_batch`` over the batch's targets and all ``K``
-      parts, as Eq. 6.
+      parts, as Eq. 6; ``loss_type: BCE`` (or ``BPR``) scores the target against
+      ``train_neg_num`` sampled negatives instead.
     * **seq2seq** (Eq. 3): per user and epoch a random cut ``t``; the ``K`` outputs of
       ``x_{1:t}`` (input biases) are matched with those of the reversed future
       ``x_{T:t+1}`` (label biases), a softmax over the batch's ``|B| * K`` label
@@ -192,10 +193,11 @@ class DSSRec(SASRec):
                 f"DSSRec needs train_mode 'sequence' (one row per user holding its "
                 f"future), got {config['train_mode']!r}"
             )
-        if config["loss_type"] != "CE":
+        if config["loss_type"] != "CE" and config["s2i_loss"] != "CE":
             raise ConfigError(
-                f"DSSRec has its own losses (s2i_loss); loss_type must be 'CE', "
-                f"got {config['loss_type']!r}"
+                f"s2i_loss {config['s2i_loss']!r} is a seq2item loss of its own; "
+                f"with loss_type {config['loss_type']!r} (sampled negatives) leave "
+                "s2i_loss at 'CE'"
             )
 
     def intents(self, item_seq, lengths, side="input", every_prefix=False):
@@ -257,11 +259,22 @@ class DSSRec(SASRec):
         return (terms * keep).sum() / batch
 
     def seq2item_loss(self, prefix_parts, interaction):
-        """Eq. 6 at every real position (CE over all items, or in-batch)."""
+        """Eq. 6 at every real position: CE over all items, or in-batch; with
+        ``loss_type`` BCE or BPR, against sampled negatives (the item's score is its
+        best part's, as in prediction)."""
         targets = self.next_item_targets(interaction)
         scored = targets > 0
         parts = prefix_parts[scored]  # [N, K, D]
         target = targets[scored]
+        if self.loss_type != "CE":
+            return self.sampled_next_item_loss(
+                interaction,
+                targets,
+                lambda items: torch.einsum(
+                    "nkd,nmd->nmk", parts, self.item_weight[items]
+                ).amax(-1)
+                * self.s2i_scale,
+            )
         if self.s2i_loss == "CE":
             return F.cross_entropy(self.item_scores(parts), target)
         # Eq. 6: the target under its best part, against every target of the batch

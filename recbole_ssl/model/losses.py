@@ -1,4 +1,5 @@
-"""recbole_ssl.model.losses: contrastive losses shared by the plugin's models."""
+"""recbole_ssl.model.losses: the contrastive and the sampled next-item losses shared by
+the plugin's models."""
 
 import torch
 import torch.nn.functional as F
@@ -177,3 +178,28 @@ def mince(
     all_lse = torch.logsumexp(logits.masked_fill(~candidate, neg_inf), dim=1)
     pos_lse = torch.logsumexp(logits.masked_fill(~positive, neg_inf), dim=1)
     return (all_lse - pos_lse).mean()
+
+
+def _reduce(loss, reduction):
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.mean()
+
+
+def bce_next_item(pos_score, neg_score, reduction="mean"):
+    """Binary cross-entropy of the papers' code (SASRec's): per scored position,
+    ``-log sigmoid(s_pos) - sum_j log(1 - sigmoid(s_neg_j))``, mean over positions.
+
+    ``pos_score`` ``[N]``; ``neg_score`` ``[N, k]``, ``k`` negatives per position.
+    """
+    loss = -F.logsigmoid(pos_score) - F.logsigmoid(-neg_score).sum(-1)
+    return _reduce(loss, reduction)
+
+
+def bpr_next_item(pos_score, neg_score, reduction="mean"):
+    """BPR: per scored position ``-mean_j log sigmoid(s_pos - s_neg_j)``, mean over
+    positions (``pos_score`` ``[N]``, ``neg_score`` ``[N, k]``)."""
+    loss = -F.logsigmoid(pos_score[:, None] - neg_score).mean(-1)
+    return _reduce(loss, reduction)

@@ -133,7 +133,8 @@ class MMInfoRec(SASRec):
           the rows a later step runs past the end of, so later steps weigh less there.
           The two agree for ``pred_step`` 1.
         * ``ce_weight`` (10 by default; 0 is the paper's MINCE alone) adds a next-item
-          cross-entropy over all items' latents, ``sim(z_hat, z) / ce_temperature``,
+          cross-entropy over all items' latents, ``sim(z_hat, z) / ce_temperature``
+          (``loss_type: BCE`` or ``BPR``: the same scores against sampled negatives),
           with one dropout pass over the whole item table per batch. Neither the paper
           nor the authors' trainer has it (they train MINCE alone). MINCE ranks a
           prediction only against the batch's ground truths (a popularity-biased
@@ -263,6 +264,19 @@ class MMInfoRec(SASRec):
         logits[:, 0] = torch.finfo(logits.dtype).min  # the padding item
         return F.cross_entropy(logits, truth)
 
+    def next_item_sampled(self, interaction, targets, predicted, latents):
+        """``next_item_ce`` with ``loss_type`` BCE or BPR: the same scores, for each
+        target and its sampled negatives."""
+        predicted = predicted[targets > 0]  # [P, D]
+        if self.similarity == "cos":
+            predicted = F.normalize(predicted, dim=-1)
+        return self.sampled_next_item_loss(
+            interaction,
+            targets,
+            lambda items: torch.einsum("pd,pmd->pm", predicted, latents[items])
+            / self.ce_temperature,
+        )
+
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
         lengths = interaction[self.ITEM_SEQ_LEN]
@@ -298,7 +312,11 @@ class MMInfoRec(SASRec):
                     similarity=self.similarity,
                 )
             )
-            if latents is not None:
+            if latents is not None and self.loss_type != "CE":
+                ce_losses.append(
+                    self.next_item_sampled(interaction, targets, predicted, latents)
+                )
+            elif latents is not None:
                 ce_losses.append(self.next_item_ce(predicted[scored], truth, latents))
         if not losses:  # no position has a target
             zero = predicted.sum() * 0.0

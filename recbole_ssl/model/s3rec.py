@@ -179,8 +179,9 @@ class S3Rec(SASRec):
           is 300 (run_pretrain.py:48), saving every 10 epochs, and their reproduce/
           README finetunes from epoch 150 (Beauty, Toys, LastFM) or 100 (Sports,
           Yelp).
-        * Finetuning uses the plugin's next-item loss (CE by default; BPR available);
-          the authors' finetuning uses BCE with one negative (trainers.py:92-108).
+        * Finetuning uses the plugin's next-item loss: CE by default, where the
+          authors' finetuning uses BCE with one negative (trainers.py:92-108),
+          which ``loss_type: BCE`` gives.
     """
 
     loss_parts = S3RecPretrainLoss

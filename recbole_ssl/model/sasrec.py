@@ -16,8 +16,10 @@ class SASRec(SequentialSSLRecommender, RecBoleSASRec):
     NOTE:
         ``prefix`` gives exactly RecBole's loss. ``sequence`` (the default in
         ``SASRec.yaml``) scores the next item at every position of each user's longest
-        training prefix, as the authors' code of the SSL papers does, with RecBole's
-        CE (or BPR) loss instead of their one-negative BCE.
+        training prefix, as the authors' code of the SSL papers does. ``loss_type``:
+        CE over all items (the default), or the papers' BCE with ``train_neg_num``
+        sampled negatives per position (or BPR), from the items the user has not
+        had in training (:mod:`recbole_ssl.model.negatives`).
     """
 
     mask_token = None  # an item id for masked positions, once add_mask_token ran
