@@ -46,6 +46,10 @@ class Config(RecBoleConfig):
             model = get_model(model)
         return super()._get_model_and_dataset(model, dataset)
 
+    def _load_config_files(self, file_list):
+        self.config_files = [str(f) for f in file_list or []]  # for the run record
+        return super()._load_config_files(file_list)
+
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
         for yaml_file in self.plugin_yaml_files(model, model_class):

@@ -82,6 +82,17 @@ NON_SETTING_KEYS = frozenset(
 
 _MISSING = object()
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# the papers' settings, as config files (see the README's "Reproduce a paper")
+PRESETS_DIR = os.path.join(PACKAGE_DIR, "properties", "presets")
+
+
+def presets_of(config_files):
+    """The names of the shipped presets among ``config_files`` (in their order)."""
+    return [
+        os.path.splitext(os.path.basename(path))[0]
+        for path in config_files
+        if os.path.dirname(os.path.realpath(path)) == os.path.realpath(PRESETS_DIR)
+    ]
 
 
 def to_plain(value):
@@ -279,6 +290,8 @@ class RunRecord:
             "seed": config["seed"],
             "setting": setting_of(diff),
             "config_diff": diff,
+            "config_files": list(getattr(config, "config_files", [])),
+            "presets": presets_of(getattr(config, "config_files", [])),
             "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
             "cwd": os.getcwd(),
             "entry": entry,
@@ -334,7 +347,9 @@ class RunRecord:
         }
         for key in ("command", "cwd", "git", "versions", "machine", "log_file"):
             resume[key] = self.data[key]
-        for key in ("command", "cwd", "start_time", "git", "versions", "machine"):
+        # the run's own: a resume takes its settings from the checkpoint, files' too
+        kept = ("command", "cwd", "start_time", "git", "versions", "machine")
+        for key in (*kept, "config_files", "presets"):
             self.data[key] = previous.get(key, self.data[key])
         self.data["log_file"] = previous.get("log_file")
         self.data["epochs"] = previous["epochs"][: record["entries"]]

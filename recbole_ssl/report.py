@@ -40,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from recbole_ssl.record import load, setting_of, write_atomic
+from recbole_ssl.record import PRESETS_DIR, load, setting_of, write_atomic
 
 PAPERS_FILE = Path(__file__).resolve().parent / "properties" / "papers.yaml"
 METRICS = ("hit@5", "hit@10", "hit@20", "ndcg@5", "ndcg@10", "ndcg@20")
@@ -106,8 +106,38 @@ def datasets_in(records_dir):
 
 def setting_key(record):
     """The row a record belongs to: its setting, without seed and output keys (as
-    :func:`recbole_ssl.record.setting_of` filters them today)."""
-    return json.dumps(setting_of(record.get("setting") or {}), sort_keys=True)
+    :func:`recbole_ssl.record.setting_of` filters them today). A run from shipped
+    presets (``presets``) is ``{"preset": names}`` plus the keys it set otherwise."""
+    setting = setting_of(record.get("setting") or {})
+    presets = record.get("presets") or []
+    if presets:
+        given = {}
+        for name in presets:
+            given.update(preset_values(name))
+        setting = {
+            "preset": "+".join(presets),
+            **{
+                k: v
+                for k, v in setting.items()
+                if k not in given or json.dumps(given[k]) != json.dumps(v)
+            },
+        }
+    return json.dumps(setting, sort_keys=True)
+
+
+_PRESETS = {}
+
+
+def preset_values(name):
+    """The keys of the shipped preset ``name`` ({} if it is gone)."""
+    if name not in _PRESETS:
+        path = os.path.join(PRESETS_DIR, f"{name}.yaml")
+        try:
+            with open(path, encoding="utf-8") as f:
+                _PRESETS[name] = yaml.safe_load(f) or {}
+        except OSError:
+            _PRESETS[name] = {}
+    return _PRESETS[name]
 
 
 def paper_key(model, key):
@@ -117,7 +147,9 @@ def paper_key(model, key):
 def describe_setting(setting):
     if not setting:
         return "defaults"
-    return ", ".join(f"{k}={_value(v)}" for k, v in sorted(setting.items()))
+    parts = [f"preset {setting['preset']}"] if "preset" in setting else []
+    parts += [f"{k}={_value(v)}" for k, v in sorted(setting.items()) if k != "preset"]
+    return ", ".join(parts)
 
 
 def _value(v):
@@ -180,6 +212,12 @@ class Row:
             return mean, None
         var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
         return mean, math.sqrt(var)
+
+    @property
+    def loss_type(self):
+        """The next-item loss the runs trained with (the protocol a row is compared
+        within); records without a config (transcribed) trained with CE."""
+        return (self.records[0].get("config") or {}).get("loss_type") or "CE"
 
     def seconds_per_epoch(self):
         seconds = [
@@ -266,16 +304,48 @@ def _slash(values):
     return "/".join("?" if v is None else str(v) for v in values)
 
 
+def baselines(rows):
+    """``{loss_type: the SASRec row each row of that loss is tested against}``: the
+    SASRec row of that loss with the most seeds, its headline row first on a tie."""
+    chosen = {}
+    for row in rows:
+        if row.model != "SASRec":
+            continue
+        best = chosen.get(row.loss_type)
+        if best is None or (len(row.records), row.headline) > (
+            len(best.records),
+            best.headline,
+        ):
+            chosen[row.loss_type] = row
+    return chosen
+
+
+def welch_p(values, others):
+    """Two-sided Welch t-test p-value of two samples; None below two values each or
+    with no spread at all."""
+    if len(values) < 2 or len(others) < 2:
+        return None
+    import warnings
+
+    from scipy.stats import ttest_ind
+
+    with warnings.catch_warnings():  # equal values: scipy warns, and p is NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(ttest_ind(values, others, equal_var=False).pvalue)
+    return p if math.isfinite(p) else None
+
+
 def results_section(rows, papers, dataset, page_dir):
     head = (
         "| model | setting | seeds | "
         + " | ".join(m.replace("hit", "HR").replace("ndcg", "NDCG") for m in METRICS)
-        + " | epochs (best) | s/epoch | paper | ours / paper |"
+        + " | p vs SASRec | epochs (best) | s/epoch | paper | ours / paper |"
     )
     lines = [
         head,
-        "|---|---|---|" + "---:|" * len(METRICS) + "---|---:|---:|---:|",
+        "|---|---|---|" + "---:|" * len(METRICS) + "---:|---|---:|---:|---:|",
     ]
+    against = baselines(rows)
     for row in rows:
         marks = ("†" if row.cut_off else "") + ("‡" if row.transcribed else "")
         cells = [
@@ -284,6 +354,14 @@ def results_section(rows, papers, dataset, page_dir):
             _slash(r["seed"] for r in row.records),
         ]
         cells += [fmt_mean_std(*row.mean_std(m)) for m in METRICS]
+        baseline = against.get(row.loss_type)
+        if baseline is row:
+            cells.append("(baseline)")
+        else:
+            p = None
+            if baseline is not None:
+                p = welch_p(row.values("ndcg@20"), baseline.values("ndcg@20"))
+            cells.append("" if p is None else f"{p:.2g}")
         cells.append(
             f"{_slash(epochs_run(r) for r in row.records)} "
             f"({_slash(r.get('best_epoch') for r in row.records)})"
@@ -304,7 +382,11 @@ def results_section(rows, papers, dataset, page_dir):
         "",
         "Mean ± sample standard deviation over the seeds listed (one seed: the value). "
         "Bold: the model's headline row (its defaults, else its setting with the most "
-        "seeds), as in the figures and the README. Epochs: per seed, trained (best). s/epoch: mean "
+        "seeds), as in the figures and the README. p vs SASRec: two-sided Welch t-test "
+        "of the test NDCG@20 over seeds against the SASRec row of the same loss_type "
+        "with the most seeds (marked baseline); blank below two seeds on either side. "
+        "A preset is a config file of a paper's setting (recbole_ssl/properties/presets/). "
+        "Epochs: per seed, trained (best). s/epoch: mean "
         "training seconds of the recorded epochs (machines and threads differ between "
         "runs: see Runs). Paper: the first full-ranking figure of the model in "
         "[`papers.yaml`]("

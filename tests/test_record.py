@@ -33,6 +33,8 @@ RECORD_KEYS = {
     "seed",
     "setting",
     "config_diff",
+    "config_files",
+    "presets",
     "command",
     "cwd",
     "entry",

@@ -248,3 +248,42 @@ def test_a_record_with_a_wrong_field_is_one_line(tmp_path):
     out = run_report(tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "test.ndcg@20 must be a number, got None" in out.stderr
+
+
+def test_welch_p_against_the_sasrec_row_of_the_same_loss(tmp_path):
+    records = [fake_record("SASRec", s, v) for s, v in ((1, 1.0), (2, 2.0), (3, 3.0))]
+    records += [fake_record("ICLRec", s, v) for s, v in ((1, 4.0), (2, 5.0), (3, 6.0))]
+    bce = {"loss_type": "BCE"}
+    for model, values in (("SASRec", (0.1, 0.3)), ("CL4SRec", (0.2, 0.2))):
+        for seed, value in enumerate(values):
+            record = fake_record(model, seed, value, setting=bce)
+            record["config"] = bce
+            records.append(record)
+    for i, record in enumerate(records):
+        record["_path"] = f"{i}.json"
+    rows = report.build_rows(records)
+    against = report.baselines(rows)
+    assert [against[loss].setting for loss in ("CE", "BCE")] == [{}, bce]
+    iclrec = next(r for r in rows if r.model == "ICLRec")
+    # R: t.test(c(4, 5, 6), c(1, 2, 3)): t = 3.6742, df = 4, p-value = 0.02131
+    p = report.welch_p(iclrec.values("ndcg@20"), against["CE"].values("ndcg@20"))
+    assert p == pytest.approx(0.02131, abs=5e-5)
+    table = report.results_section(rows, {}, "toy", str(tmp_path)).splitlines()
+    (iclrec_line,) = [line for line in table if line.startswith("| **ICLRec** |")]
+    assert "| 0.021 |" in iclrec_line
+    assert "| (baseline) |" in table[2] and table[2].startswith("| **SASRec** |")
+    # CL4SRec's two equal values have no spread: no p, rather than a false one
+    assert report.welch_p([0.2, 0.2], [0.2, 0.2]) is None
+    assert report.welch_p([0.2], [0.1, 0.3]) is None
+
+
+def test_a_preset_run_is_its_own_row_named_by_the_preset():
+    preset = report.preset_values("SASRec-paper")
+    assert preset["loss_type"] == "BCE"
+    record = fake_record("SASRec", 1, 0.05, setting=dict(preset, seed=3))
+    record["presets"] = ["SASRec-paper"]
+    assert report.setting_key(record) == json.dumps({"preset": "SASRec-paper"})
+    record["setting"] = dict(preset, epochs=10)  # one key more than the preset
+    record["_path"] = "run.json"
+    (row,) = report.build_rows([record])
+    assert report.describe_setting(row.setting) == "preset SASRec-paper, epochs=10"
