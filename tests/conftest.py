@@ -1,11 +1,17 @@
 """Shared fixtures: every test runs in its own temporary folder, from any cwd."""
 
+import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one torch thread per pytest-xdist worker (and per run it starts): two workers on
+    # two cores, not four threads fighting over them
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_DIR = TESTS_DIR.parent
