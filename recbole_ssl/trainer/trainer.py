@@ -22,7 +22,7 @@
    metrics, go to ``run_record`` (a :class:`recbole_ssl.record.RunRecord`, set by the
    quick start; None leaves training as it was). RecBole's ``fit`` hands every epoch's
    own timing to ``_generate_train_loss_output``, which is where it is taken, so it
-   includes what a subclass does in ``_train_epoch`` before ``super()`` (ICLRec's
+   includes what a subclass does at the epoch's start in :meth:`before_epoch` (ICLRec's
    E-step, CoSeRec's correlation refresh). ``stage`` names the stage in the record
    (S3-Rec's ``pretrain`` and ``finetune``).
 7. Any run resumes exactly (``resume``, :meth:`PluginTrainerMixin.resume`). At the
