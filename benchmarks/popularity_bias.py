@@ -25,39 +25,18 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
+from recbole_ssl.groups import test_ranks  # noqa: E402
 from recbole_ssl.quick_start import load_data_and_model  # noqa: E402
 from recbole_ssl.utils import RecBoleSSLError, get_trainer  # noqa: E402
-
-
-def rank_test_targets(model, test_data, k):
-    """``(ranks, targets, tops)``: each test target's 0-based rank among all items
-    and the top-``k`` item ids per user, the padding item and the user's history
-    excluded as in RecBole's full sort (one target per user: leave-one-out)."""
-    ranks, targets, tops = [], [], []
-    model.eval()
-    with torch.no_grad():
-        for interaction, history, positive_u, positive_i in test_data:
-            scores = model.full_sort_predict(interaction.to(model.device))
-            scores = scores.view(-1, test_data._dataset.item_num).cpu()
-            scores[:, 0] = -torch.inf
-            if history is not None:
-                scores[history] = -torch.inf
-            target = torch.zeros(scores.size(0), dtype=torch.long)
-            target[positive_u] = positive_i
-            truth = scores.gather(1, target[:, None])
-            ranks.append((scores > truth).sum(1))
-            targets.append(target)
-            tops.append(scores.topk(k, dim=1).indices)
-    return (torch.cat(part).numpy() for part in (ranks, targets, tops))
 
 
 def report(path, k, buckets):
     config, model, dataset, _, _, test_data = load_data_and_model(
         path, {"state": "ERROR", "show_progress": False}
     )
-    ranks, targets, tops = rank_test_targets(model, test_data, k)
+    ranks, tops = test_ranks(model, test_data, top=k)
+    targets = test_data._dataset.inter_feat[dataset.iid_field].numpy()
     popularity = np.zeros(dataset.item_num)
     for item, count in dataset.item_counter.items():
         popularity[item] = count
