@@ -104,6 +104,22 @@ def run_tiny(tmp_path, model, *options):
     )
 
 
+def start_tiny_sasrec(cwd, *options, **popen):
+    """``run_recbole_ssl.py --model=SASRec`` on the tiny dataset, started in the
+    background as a user would (``options`` after the model and data; ``popen``: the
+    output's destinations). Returns the ``subprocess.Popen``."""
+    command = [
+        sys.executable,
+        str(REPO_DIR / "run_recbole_ssl.py"),
+        "--model=SASRec",
+        "--dataset=tiny",
+        f"--data_path={DATA_DIR}",
+        *options,
+        "--show_progress=False",
+    ]
+    return subprocess.Popen(command, cwd=cwd, **popen)
+
+
 def assert_finite_run(out):
     """The run ended well and logged six finite test metrics: for smoke tests of the
     command line only (named ``test_smoke_...``); behaviour is pinned elsewhere."""

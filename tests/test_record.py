@@ -5,18 +5,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 from conftest import (
-    DATA_DIR,
-    REPO_DIR,
     assert_one_clear_line,
     free_port,
     logged_test_result,
     run_tiny,
+    start_tiny_sasrec,
 )
 
 from recbole_ssl.quick_start import evaluate_checkpoint, run_recbole_ssl
@@ -190,20 +188,12 @@ def test_an_interrupted_run_keeps_its_finished_epochs(
 def sigterm_after_two_epochs(tmp_path, *options, wait=120):
     """A long tiny SASRec run from the command line, sent SIGTERM once its record
     holds two epochs. Returns ``(exit code, stderr, the records folder)``."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO_DIR / "run_recbole_ssl.py"),
-            "--model=SASRec",
-            "--dataset=tiny",
-            f"--data_path={DATA_DIR}",
-            *options,
-            "--epochs=500",
-            "--stopping_step=1000",
-            "--show_progress=False",
-            "--state=ERROR",
-        ],
-        cwd=tmp_path,
+    process = start_tiny_sasrec(
+        tmp_path,
+        *options,
+        "--epochs=500",
+        "--stopping_step=1000",
+        "--state=ERROR",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

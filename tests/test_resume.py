@@ -6,18 +6,16 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import torch
 from conftest import (
-    DATA_DIR,
-    REPO_DIR,
     assert_one_clear_line,
     logged_test_result,
     run_tiny,
+    start_tiny_sasrec,
 )
 
 from recbole_ssl.checkpoint import last_checkpoint_file, load_checkpoint
@@ -184,18 +182,10 @@ def test_sigkill_leaves_a_loadable_last_checkpoint_and_the_run_resumes(tmp_path)
     """A run killed outright (SIGKILL, while it trains) resumes from the last complete
     checkpoint in its record; resuming a finished run only tests again."""
     out_log = open(tmp_path / "killed.log", "w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO_DIR / "run_recbole_ssl.py"),
-            "--model=SASRec",
-            "--dataset=tiny",
-            f"--data_path={DATA_DIR}",
-            "--epochs=6",
-            "--stopping_step=6",
-            "--show_progress=False",
-        ],
-        cwd=tmp_path,
+    process = start_tiny_sasrec(
+        tmp_path,
+        "--epochs=6",
+        "--stopping_step=6",
         stdout=out_log,
         stderr=subprocess.STDOUT,
     )
