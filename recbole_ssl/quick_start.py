@@ -12,7 +12,6 @@ import threading
 from logging import getLogger
 
 import colorlog
-import torch
 import torch.distributed as dist
 import yaml
 from recbole.utils import get_environment, init_seed, set_color
@@ -316,9 +315,7 @@ def load_data_and_model(model_file, config_dict=None):
     Returns:
         tuple: (config, model, dataset, train_data, valid_data, test_data)
     """
-    if not os.path.isfile(model_file):
-        raise ConfigError(f"checkpoint not found: {model_file}")
-    checkpoint = torch.load(model_file, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(model_file, "evaluate")
     if "external_config" not in checkpoint:
         raise ConfigError(
             f"{model_file} was not saved by recbole_ssl (no 'external_config'); "

@@ -75,7 +75,11 @@ def test_evaluate_from_the_command_line(trained, tmp_path):
     }
     assert os.stat(checkpoint_file).st_mtime_ns == before
     out = run_tiny(tmp_path, "SASRec", f"--evaluate={tmp_path / 'none.pth'}")
-    assert_one_clear_line(out, "checkpoint not found")
+    assert_one_clear_line(out, "evaluate: checkpoint file not found")
+    notes = tmp_path / "notes.pth"
+    notes.write_text("not a checkpoint")
+    with pytest.raises(ConfigError, match="is not a checkpoint saved by recbole_ssl"):
+        load_data_and_model(str(notes))
 
 
 def test_resume_checkpoint(trained, tiny_config):
