@@ -53,6 +53,7 @@ END = "<!-- report:end {} -->"
 SECTION_TITLES = OrderedDict(
     [
         ("results", "Results (test set)"),
+        ("claims", "Each paper's claim against SASRec"),
         ("papers", "Published figures"),
         ("figures", "Figures"),
         ("runs", "Runs"),
@@ -394,6 +395,138 @@ def results_section(rows, papers, dataset, page_dir):
         + "), NDCG@20 where the paper gives it, "
         "else NDCG@10. † a run was cut off or stopped by hand (its best checkpoint "
         "tested). ‡ transcribed from the hand-written page that preceded the records.",
+    ]
+    return "\n".join(lines)
+
+
+# the paper that proposes each model: its own table is the claim the verdict tests
+OWN_PAPER = {
+    "CoSeRec": "CoSeRec paper",
+    "ICLRec": "ICLRec paper",
+    "S3Rec": "S3-Rec paper",
+    "DSSRec": "DSSRec paper",
+    "MMInfoRec": "MMInfoRec paper",
+}
+CLAIM_METRICS = ("ndcg@20", "ndcg@10", "ndcg@5")
+SIGNIFICANCE = 0.05
+
+
+def claimed_gains(papers, dataset, model):
+    """``[(source, protocol, metric, gain)]``: for each source that prints ``model``
+    and SASRec in the same table and protocol, the model's relative gain over SASRec
+    there on the first of :data:`CLAIM_METRICS` both have. The model's own paper
+    first (the claim a verdict tests), then the others in ``papers.yaml``'s order."""
+    entries = papers.get(dataset) or {}
+    sasrec = {
+        (s["source"], s.get("protocol")): s["metrics"]
+        for s in entries.get("SASRec") or []
+    }
+    gains = []
+    for source in entries.get(model) or []:
+        base = sasrec.get((source["source"], source.get("protocol")))
+        if not base:
+            continue
+        for metric in CLAIM_METRICS:
+            if metric in source["metrics"] and metric in base:
+                gain = source["metrics"][metric] / base[metric] - 1
+                gains.append((source["source"], source.get("protocol"), metric, gain))
+                break
+    own = OWN_PAPER.get(model)
+    gains.sort(key=lambda g: not (own and g[0].startswith(own)))
+    return gains
+
+
+def verdict(row, baseline, claimed, metric):
+    """``(gain, p, word)`` of ``row`` against ``baseline`` on test ``metric``.
+
+    yes: ahead with p < 0.05 by at least half the paper's claimed gain; partly: ahead
+    with p < 0.05 by less; no (tie): p >= 0.05; no (behind): behind with p < 0.05;
+    not run / too few seeds: no row, or under two seeds on either side.
+    """
+    if row is None or baseline is None:
+        return None, None, "not run"
+    ours, _ = row.mean_std(metric)
+    base, _ = baseline.mean_std(metric)
+    if ours is None or not base:
+        return None, None, "not run"
+    gain = ours / base - 1
+    p = welch_p(row.values(metric), baseline.values(metric))
+    if p is None:
+        return gain, None, "too few seeds"
+    if p >= SIGNIFICANCE:
+        return gain, p, "no (tie)"
+    if gain < 0:
+        return gain, p, "no (behind)"
+    if claimed is not None and claimed > 0 and gain < claimed / 2:
+        return gain, p, "partly"
+    return gain, p, "yes"
+
+
+def _pct(value):
+    return "" if value is None else f"{value * 100:+.1f}%"
+
+
+def protocol_rows(rows):
+    """``{(paper_model, loss_type): row}`` of the rows a verdict reads: under BCE the
+    model's own preset (``<Model>-paper``, nothing else changed), under CE its
+    headline row."""
+    chosen = {}
+    for row in rows:
+        if row.setting == {"preset": f"{row.model}-paper"}:
+            chosen[(row.paper_model, row.loss_type)] = row
+        elif row.headline and row.loss_type == "CE":
+            chosen.setdefault((row.paper_model, "CE"), row)
+    return chosen
+
+
+def claims_section(rows, papers, dataset):
+    """Each paper's claimed gain over SASRec next to ours, under the papers' BCE
+    (presets) and the plugin's CE, with a verdict per protocol."""
+    chosen = protocol_rows(rows)
+    sasrec = {loss: chosen.get(("SASRec", loss)) for loss in ("BCE", "CE")}
+    models = [m for m in MODEL_ORDER if m != "SASRec"]  # variants make no claims
+    lines = [
+        "| model | paper's claim over SASRec | metric | BCE (preset): gain, p | "
+        "under BCE | CE (defaults): gain, p | under CE |",
+        "|---|---|---|---:|---|---:|---|",
+    ]
+    for model in models:
+        gains = claimed_gains(papers, dataset, model)
+        if not gains and not any((model, loss) in chosen for loss in ("BCE", "CE")):
+            continue
+        claim = gains[0] if gains else None
+        metric = claim[2] if claim else "ndcg@20"
+        claimed = claim[3] if claim else None
+        cells = [
+            model,
+            "; ".join(
+                f"{_pct(g)} ({src}{'' if proto == 'full' else ', ' + proto})"
+                for src, proto, _, g in gains
+            )
+            or "none printed",
+            metric.replace("ndcg", "NDCG"),
+        ]
+        for loss in ("BCE", "CE"):
+            gain, p, word = verdict(
+                chosen.get((model, loss)), sasrec[loss], claimed, metric
+            )
+            detail = _pct(gain)
+            if p is not None:
+                detail += f", p={p:.2g}"
+            cells += [detail, word]
+        lines.append(table_row(cells))
+    lines += [
+        "",
+        "The claim: the model's gain over SASRec in the same table of a paper (the "
+        "model's own paper first; its protocol where it is not full ranking), on "
+        "NDCG@20 where both figures are printed, else NDCG@10, else NDCG@5. Ours: the "
+        "mean test figure on that metric over seeds, against SASRec trained the same "
+        "way: under BCE the runs of the model's preset (`<Model>-paper`, nothing else "
+        "changed) against SASRec's preset; under CE the model's headline row against "
+        "SASRec's. p: two-sided Welch t-test over seeds. Verdict: **yes**, ahead with "
+        f"p < {SIGNIFICANCE} by at least half the claimed gain; **partly**, ahead with "
+        f"p < {SIGNIFICANCE} by less; **no (tie)**, p >= {SIGNIFICANCE}; "
+        "**no (behind)**; **too few seeds**, under two on either side; **not run**.",
     ]
     return "\n".join(lines)
 
@@ -802,6 +935,7 @@ def render(dataset, records_dir, results_dir, readme=None, papers=None, records=
     sections = OrderedDict(
         [
             ("results", results_section(rows, papers, dataset, page_dir)),
+            ("claims", claims_section(rows, papers, dataset)),
             ("papers", papers_section(papers, dataset, {r.paper_model for r in rows})),
             ("figures", figures_section(abs_paths, page_dir)),
             ("runs", runs_section(records, page_dir)),

@@ -287,3 +287,87 @@ def test_a_preset_run_is_its_own_row_named_by_the_preset():
     record["_path"] = "run.json"
     (row,) = report.build_rows([record])
     assert report.describe_setting(row.setting) == "preset SASRec-paper, epochs=10"
+
+
+def preset_record(model, seed, value):
+    """A finished run of ``<model>-paper`` (BCE) with test NDCG@20 ``value``."""
+    preset = report.preset_values(f"{model}-paper")
+    record = fake_record(model, seed, value, setting=dict(preset))
+    record["presets"] = [f"{model}-paper"]
+    record["config"] = {"loss_type": preset.get("loss_type", "CE")}
+    return record
+
+
+def test_claimed_gains_pair_each_figure_with_sasrec_of_the_same_table():
+    papers = {
+        "toy": {
+            "SASRec": [
+                {"source": "A", "protocol": "full", "metrics": {"ndcg@20": 0.04}},
+                {"source": "ICLRec paper, T1", "protocol": "full",
+                 "metrics": {"ndcg@10": 0.02, "ndcg@20": 0.05}},
+                {"source": "S", "protocol": "sampled-99", "metrics": {"ndcg@10": 0.3}},
+            ],
+            "ICLRec": [
+                {"source": "A", "protocol": "full", "metrics": {"ndcg@10": 0.03}},
+                {"source": "S", "protocol": "full", "metrics": {"ndcg@10": 0.4}},
+                {"source": "ICLRec paper, T1", "protocol": "full",
+                 "metrics": {"ndcg@10": 0.025, "ndcg@20": 0.06}},
+            ],
+        }
+    }  # fmt: skip
+    gains = report.claimed_gains(papers, "toy", "ICLRec")
+    # A has no common metric; S differs in protocol; the own paper comes first
+    assert [(g[0], g[2]) for g in gains] == [("ICLRec paper, T1", "ndcg@20")]
+    assert gains[0][3] == pytest.approx(0.2)  # 0.06 / 0.05 - 1, by hand
+
+
+@pytest.mark.parametrize(
+    "iclrec, claimed, word",
+    [
+        ((4.0, 5.0, 6.0), 0.5, "yes"),  # +150%, p = 0.021, above half the claim
+        ((4.0, 5.0, 6.0), 4.0, "partly"),  # below half of a +400% claim
+        ((1.5, 2.5, 2.0), 0.5, "no (tie)"),  # p = 1
+        ((-3.0, -2.0, -1.0), 0.5, "no (behind)"),  # p = 0.008
+        ((5.0,), 0.5, "too few seeds"),
+    ],
+)
+def test_verdict_words_by_hand(iclrec, claimed, word):
+    records = [fake_record("SASRec", s, v) for s, v in ((1, 1.0), (2, 2.0), (3, 3.0))]
+    records += [fake_record("ICLRec", s, v) for s, v in enumerate(iclrec)]
+    for i, record in enumerate(records):
+        record["_path"] = f"{i}.json"
+    rows = report.build_rows(records)
+    sasrec, iclrec_row = rows
+    gain, p, got = report.verdict(iclrec_row, sasrec, claimed, "ndcg@20")
+    assert got == word
+    assert gain == pytest.approx(sum(iclrec) / len(iclrec) / 2.0 - 1)
+    assert report.verdict(None, sasrec, claimed, "ndcg@20")[2] == "not run"
+
+
+def test_claims_read_the_presets_under_bce_and_the_headline_under_ce():
+    records = [fake_record("SASRec", s, 1.0 + s) for s in (1, 2, 3)]
+    records += [fake_record("ICLRec", s, 1.0 + s) for s in (1, 2, 3)]
+    records += [preset_record("SASRec", s, 1.0 + s) for s in (1, 2, 3)]
+    records += [preset_record("ICLRec", s, 4.0 + s) for s in (1, 2, 3)]
+    # an extra key makes another row, which the verdict ignores
+    extra = preset_record("ICLRec", 1, 100.0)
+    extra["setting"]["epochs"] = 3
+    records.append(extra)
+    for i, record in enumerate(records):
+        record["_path"] = f"{i}.json"
+    rows = report.build_rows(records)
+    chosen = report.protocol_rows(rows)
+    assert chosen[("ICLRec", "BCE")].setting == {"preset": "ICLRec-paper"}
+    assert chosen[("ICLRec", "CE")].setting == {}
+    papers = {
+        "toy": {
+            m: [{"source": "ICLRec paper", "protocol": "full",
+                 "metrics": {"ndcg@20": v}}]
+            for m, v in (("SASRec", 0.04), ("ICLRec", 0.05))
+        }
+    }  # fmt: skip
+    text = report.claims_section(rows, papers, "toy")
+    (line,) = [x for x in text.splitlines() if x.startswith("| ICLRec |")]
+    # BCE: (5, 6, 7) against (2, 3, 4): +100%, p = 0.021; CE: the same values, a tie
+    assert "| +25.0% (ICLRec paper) | NDCG@20 | +100.0%, p=0.021 | yes |" in line
+    assert line.endswith("| +0.0%, p=1 | no (tie) |")
