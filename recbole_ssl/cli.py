@@ -3,15 +3,17 @@
 import argparse
 import sys
 
-from recbole_ssl.errors import RecBoleSSLError
+from recbole_ssl.errors import RecBoleSSLError, check_integer
 
 EPILOG = (
     "Any other --key=value goes to RecBole's Config and overrides the YAML files, "
-    "e.g. --epochs=50 --train_mode=prefix --learning_rate=0.001."
+    "e.g. --epochs=50 --train_mode=prefix --learning_rate=0.001. A key that no "
+    "configuration knows is an error; declare a key of your own in a YAML file given "
+    "with --config_files."
 )
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(
         prog="run_recbole_ssl.py",
         description="Train and evaluate a recbole-ssl or RecBole model.",
@@ -46,8 +48,30 @@ def parse_args(argv=None):
     parser.add_argument(
         "--group_offset", type=int, default=0, help="rank offset of this machine"
     )
-    args, _ = parser.parse_known_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    """The options above; ``settings``: the other arguments (``--key=value``)."""
+    args, extra = build_parser().parse_known_args(argv)
+    args.settings = extra
     return args
+
+
+def option_names():
+    """The command line's own options (``model``, ``nproc``, ...): not config keys."""
+    return [a.dest for a in build_parser()._actions if a.dest != "help"]
+
+
+def check_settings(extra):
+    """Every argument the options above do not take must be ``--key=value`` (what
+    RecBole reads); RecBole ignores any other with only a warning."""
+    for arg in extra:
+        if not arg.startswith("--") or len(arg[2:].split("=")) != 2:
+            raise RecBoleSSLError(
+                f"argument {arg!r} is not a setting: write each setting as "
+                "--key=value, one '=' and no spaces around it"
+            )
 
 
 def main(argv=None):
@@ -55,6 +79,7 @@ def main(argv=None):
     args = parse_args(argv)
     config_files = args.config_files.split() if args.config_files else None
     from recbole_ssl.quick_start import (  # after --help, which needs no torch
+        check_command_line,
         evaluate_checkpoint,
         exit_on_sigterm,
         run,
@@ -63,9 +88,14 @@ def main(argv=None):
     exit_on_sigterm()
 
     try:
+        check_settings(args.settings)
         if args.evaluate:
             evaluate_checkpoint(args.evaluate)
             return 0
+        check_integer("nproc", args.nproc, 1)
+        check_command_line(
+            args.model, args.dataset, config_files, option_names(), args.resume
+        )
         run(
             args.model,
             args.dataset,

@@ -18,18 +18,30 @@ user gives no ``data_path``, that folder is the default, resolved from the packa
 the working directory.
 """
 
+import difflib
 from pathlib import Path
 
 import torch
 from recbole.config import Config as RecBoleConfig
 
-from recbole_ssl.errors import ConfigError
+from recbole_ssl.errors import ConfigError, check_choice, check_integer, check_number
 from recbole_ssl.utils import SHIPPED_DATA_DIR, get_model
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROPERTIES_DIR = PACKAGE_DIR / "properties"
 
 TRAIN_MODES = ("prefix", "sequence")
+PLUGIN_LOSSES = ("CE", "BCE", "BPR")  # recbole_ssl.model.abstract_recommender
+RECBOLE_LOSSES = ("CE", "BPR")  # RecBole's sequential models
+# keys whose value must be an integer >= 1
+POSITIVE_INTEGERS = (
+    "epochs",
+    "train_batch_size",
+    "eval_batch_size",
+    "MAX_ITEM_LIST_LENGTH",
+    "eval_step",
+)
+NEGATIVES_FORM = "\"{'distribution': 'uniform', 'sample_num': 1}\""
 
 
 class Config(RecBoleConfig):
@@ -93,6 +105,7 @@ class Config(RecBoleConfig):
             )
         self.final_config_dict["train_mode"] = train_mode
         self._check_value_types()
+        self._check_values()
         check_config = getattr(self.model_class, "check_config", None)
         if check_config is not None:  # a model's own checks, before data is loaded
             check_config(self.final_config_dict)
@@ -120,6 +133,54 @@ class Config(RecBoleConfig):
                     f"config key {key!r} expects a {type(default).__name__} "
                     f"(default {default!r}), got {value!r}"
                 )
+
+    def _check_values(self):
+        """Values every run needs in range, and a loss the model can train with."""
+        cfg = self.final_config_dict
+        for key in POSITIVE_INTEGERS:
+            if cfg.get(key) is not None:
+                check_integer(key, cfg[key], 1)
+        check_number("learning_rate", cfg.get("learning_rate"), 0, low_open=True)
+        for key, value in cfg.items():
+            if not key.endswith("dropout_prob") or value is None:
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and 0 <= value < 1):
+                raise ConfigError(f"{key} must be a number in [0, 1), got {value!r}")
+        loss_type = cfg.get("loss_type")
+        if loss_type is None:
+            return
+        if getattr(self.model_class, "supports_sequence_mode", False):
+            check_choice("loss_type", loss_type, PLUGIN_LOSSES)
+            return
+        if loss_type == "BCE":
+            raise ConfigError(
+                f"loss_type 'BCE' is the plugin's; RecBole's {self.model} trains with "
+                f"{' or '.join(RECBOLE_LOSSES)}"
+            )
+        negatives = cfg.get("train_neg_sample_args") or {}
+        if loss_type == "BPR" and negatives.get("distribution") in (None, "none"):
+            raise ConfigError(
+                f"loss_type 'BPR' for RecBole's {self.model} needs a sampled negative: "
+                f"set train_neg_sample_args, e.g. --train_neg_sample_args={NEGATIVES_FORM}"
+            )
+
+    def unknown_command_line_keys(self, reserved=()):
+        """``[(key, closest known key or None)]`` of the ``--key=value`` settings of the
+        command line that no configuration of this run knows: not in any default YAML
+        (RecBole's, the plugin's, the model's), not in the config files or
+        ``config_dict``, and not in ``reserved`` (the command line's own options)."""
+        known = (
+            set(self.internal_config_dict)
+            | set(self.file_config_dict)
+            | set(self.variable_config_dict)
+            | set(reserved)
+        )
+        unknown = []
+        for key in sorted(set(self.cmd_config_dict) - known):
+            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+            unknown.append((key, close[0] if close else None))
+        return unknown
 
     def _init_device(self):
         """Distributed runs use gloo on the CPU when CUDA is not available.

@@ -46,3 +46,7 @@ class ModelNotFoundError(RecBoleSSLError):
 
 class DatasetNotFoundError(RecBoleSSLError):
     """The dataset's atomic files are in none of the searched folders."""
+
+
+class AtomicFileError(RecBoleSSLError):
+    """An atomic file (``.inter``, ``.item``, ...) RecBole cannot read as intended."""

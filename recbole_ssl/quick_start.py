@@ -53,6 +53,26 @@ def build_config(model=None, dataset=None, config_file_list=None, config_dict=No
         raise ConfigError(f"invalid configuration: {e}") from e
 
 
+def check_command_line(model, dataset, config_file_list, options, resume=None):
+    """Raise a :class:`ConfigError` naming each ``--key=value`` of the command line
+    that no configuration of this run knows (RecBole would ignore it silently), with
+    the closest known key. ``options``: the command line's own option names."""
+    config_dict = None
+    if resume:
+        model, dataset, config_dict, _ = resume_settings(resume)
+    config = build_config(model, dataset, config_file_list, config_dict)
+    unknown = config.unknown_command_line_keys(options)
+    if unknown:
+        named = "; ".join(
+            f"--{key}" + (f" (did you mean --{close}?)" if close else "")
+            for key, close in unknown
+        )
+        raise ConfigError(
+            f"unknown config key on the command line: {named}. A key of your own "
+            "goes in a YAML file given with --config_files"
+        )
+
+
 def init_logger(config):
     """Log to the console and to ``<log_dir>/<model>/<model>-<dataset>-<time>.log``.
 

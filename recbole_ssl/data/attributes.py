@@ -20,9 +20,16 @@ ATTRIBUTE_TYPES = (FeatureType.TOKEN, FeatureType.TOKEN_SEQ)
 
 
 def attribute_fields(value):
-    """``item_attribute`` as a list of field names; ``None``, ``''`` or ``[]`` give ``[]``."""
+    """``item_attribute`` as a list of field names; ``None``, ``''`` or ``[]`` give ``[]``.
+
+    A string ``"[a,b]"`` (the command line's list) is the list ``["a", "b"]``."""
     if value is None or value == "" or value == []:
         return []
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+        # the list as typed on a command line, --item_attribute=[a,b], which RecBole
+        # keeps as a string (it evaluates only Python literals, ['a','b'])
+        names = [n.strip().strip("'\"").strip() for n in value[1:-1].split(",")]
+        return [n for n in names if n]
     if isinstance(value, str):
         return [value]
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):

@@ -18,6 +18,9 @@ Validation and test rows are RecBole's in both regimes.
 import numpy as np
 import torch
 from recbole.data.dataset import SequentialDataset as RecBoleSequentialDataset
+from recbole.utils import FeatureSource
+
+from recbole_ssl.data.atomic import check_atomic_file
 
 
 def concat_ranges(starts, counts):
@@ -66,6 +69,34 @@ class SequentialDataset(RecBoleSequentialDataset):
     """RecBole's ``SequentialDataset`` plus the ``sequence`` regime and users' histories."""
 
     user_history = None
+
+    def _load_feat(self, filepath, source):
+        """RecBole's loader, after :func:`recbole_ssl.data.atomic.check_atomic_file`:
+        a malformed file is one line naming file, line and field, never a traceback
+        from pandas or a silently filled value."""
+        load_col, unload_col = self._get_load_and_unload_col(source)
+        if load_col != set():
+            required = {
+                FeatureSource.INTERACTION: [
+                    self.uid_field,
+                    self.iid_field,
+                    self.time_field,
+                ],
+                FeatureSource.ITEM: [self.iid_field],
+                FeatureSource.USER: [self.uid_field],
+            }.get(source, [])
+            loaded = None if load_col is None else set(load_col)
+            if loaded is not None and unload_col:
+                loaded -= set(unload_col)
+            check_atomic_file(
+                filepath,
+                [f for f in required if f and (loaded is None or f in loaded)],
+                loaded,
+                self.config["field_separator"],
+                self.config["seq_separator"],
+                self.config["encoding"],
+            )
+        return super()._load_feat(filepath, source)
 
     def data_augmentation(self):
         feat = self.inter_feat
