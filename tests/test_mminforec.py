@@ -402,6 +402,78 @@ def test_items_are_encoded_from_their_own_tokens_only(tiny_config, tmp_path):
     assert torch.isfinite(sum(model.calculate_loss(next(iter(train_data)))))
 
 
+def test_attcc_puts_the_id_embedding_beside_g_enc_and_doubles_the_width(tiny_config):
+    """``item_encoding: attcc`` (the authors' default): ``z = [x; g_enc(x, a)]``, and
+    ``g_ta``, the memory, the GRU and the ranking all work at twice the hidden size."""
+    _, model, train_data, _ = prepare(dict(tiny_config, item_encoding="attcc"))
+    dim = model.hidden_size
+    model.eval()
+    table = model.attribute_table
+    with torch.no_grad():
+        six = table[6][table[6] > 0]
+        z = model.encode_items(torch.tensor([6]))[0]
+        assert z.shape == (2 * dim,)
+        assert torch.allclose(z[:dim], model.item_embedding.weight[6])
+        assert torch.allclose(z[dim:], g_enc_by_hand(model, 6, six), atol=1e-5)
+        batch = next(iter(train_data))
+        scores = model.full_sort_predict(batch)
+        assert scores.shape == (len(batch), model.n_items)
+    assert model.position_embedding.weight.shape[1] == 2 * dim
+    assert model.memory.shape[1] == 2 * dim
+    model.train()
+    parts = model.calculate_loss(batch)
+    sum(parts).backward()
+    assert model.position_embedding.weight.grad.abs().sum() > 0
+    assert model.item_embedding.weight.grad.abs().sum() > 0
+
+
+def test_uniform_init_draws_every_parameter_like_the_authors(tiny_config):
+    """``parameter_init: uniform``: every parameter, LayerNorm weights and biases
+    included, uniform in +-1/sqrt(hidden_size) (the authors' reset_parameters)."""
+    _, model, _, _ = prepare(dict(tiny_config, parameter_init="uniform"))
+    bound = 1 / math.sqrt(model.hidden_size)
+    for name, parameter in model.named_parameters():
+        assert parameter.abs().max() <= bound, name
+    weights = model.LayerNorm.weight
+    assert weights.abs().max() < bound and weights.std() > bound / 4
+    table = model.item_embedding.weight
+    assert table.abs().max() > 0.95 * bound  # the whole range, not RecBole's N(0, 0.02)
+
+
+def test_instance_dropout_drops_mince_copies_only(tiny_config, monkeypatch):
+    """``instance_dropout_prob`` (the authors' loss_fuse_dropout_prob) acts on MINCE's
+    copies only: at 1 every copy is 0, all logits are 0 and MINCE is
+    ``mean log(N / n_same)``; the CE part is unchanged; in evaluation nothing drops."""
+    config = dict(tiny_config, **SMALL, mince_temperature=TAU, ce_temperature=4.0)
+    _, model, _, _ = prepare(dict(config, ce_weight=2.0, instance_dropout_prob=0.5))
+    model.instance_dropout.p = 1.0  # a config must stay below 1; the module need not
+    table, _, contexts = stub_encoders(model, monkeypatch)
+    model.train()
+    items = [item for _, _, item in STEP_TARGETS[1]]
+    want = sum(math.log(len(items) / items.count(i)) for i in items) / len(items)
+    z_hat = memory_by_hand(model, contexts)
+    with torch.no_grad():
+        got = model.calculate_loss(hand_batch(model))
+    assert got.mince_loss.item() == pytest.approx(want, rel=1e-6)
+    ce = ce_by_hand(STEP_TARGETS[1], z_hat, table, 4.0)
+    assert got.ce_loss.item() == pytest.approx(2.0 * ce.item(), rel=1e-5)
+
+
+def test_memory_dropout_acts_on_z_hat_in_training_only(tiny_config):
+    """``memory_dropout_prob`` (the authors' mb_dp) drops the memory read ``z_hat``
+    (with its residual) in training; evaluation and ``memory_type: none`` keep it."""
+    _, model, _, _ = prepare(dict(tiny_config, **SMALL, memory_dropout_prob=0.5))
+    model.memory_dropout.p = 1.0  # every coordinate dropped, so the test is exact
+    c = torch.randn(2, 4)
+    model.train()
+    assert torch.all(model.read_memory(c) == 0)
+    model.eval()
+    assert torch.allclose(model.read_memory(c), memory_by_hand(model, c))
+    model.train()
+    model.memory_type = "none"
+    assert model.read_memory(c) is c
+
+
 def test_dropout_copies_differ_in_training_only(tiny_config):
     _, model, _, _ = prepare(tiny_config)
     items = torch.tensor([[3, 3, 3]])
@@ -525,6 +597,13 @@ def test_smoke_one_epoch_through_the_run_script(tmp_path):
         ("--mince_similarity=l2", "mince_similarity must be one of ['dot', 'cos']"),
         ("--ce_weight=-1", "ce_weight must be a number >= 0, got -1"),
         ("--ce_temperature=0", "ce_temperature must be a number > 0, got 0"),
+        ("--item_encoding=sum", "item_encoding must be one of ['att', 'attcc']"),
+        ("--parameter_init=xavier", "parameter_init must be one of ['normal'"),
+        (
+            "--instance_dropout_prob=1",
+            "instance_dropout_prob must be a number in [0, 1)",
+        ),
+        ("--memory_dropout_prob=-1", "memory_dropout_prob must be a number in [0, 1)"),
         (
             "--pred_step=2 --train_mode=prefix",
             "pred_step > 1 needs train_mode 'sequence'",

@@ -1,5 +1,6 @@
 """MMInfoRec: memory-augmented multi-instance contrastive predictive coding."""
 
+import math
 from logging import getLogger
 from typing import NamedTuple
 
@@ -14,6 +15,8 @@ from recbole_ssl.model.losses import SIMILARITIES, mince
 from recbole_ssl.model.sasrec import SASRec
 
 MEMORY_TYPES = ("residual", "no_residual", "none")
+ITEM_ENCODINGS = ("att", "attcc")
+PARAMETER_INITS = ("normal", "uniform")
 
 
 class MMInfoRecLoss(NamedTuple):
@@ -100,21 +103,29 @@ class MMInfoRec(SASRec):
           repeats give distinct positives; negatives are counted per occurrence, as in
           the authors' code (one column per item of the batch), not per unique item
           (the paper counts unique items, ``|N_i| = D - 1``). The q copies are fresh
-          ``g_enc`` passes; the authors' first copy is the pass that also fed ``g_ta``,
-          and all their copies go through one more dropout, in the loss only
-          (``loss_fuse_dropout_prob`` 0.5).
+          ``g_enc`` passes; the authors' first copy is the pass that also fed ``g_ta``.
+          ``instance_dropout_prob`` (0 here; the authors' ``loss_fuse_dropout_prob``,
+          0.5 in their scripts and the preset) is one more dropout on every copy, in
+          MINCE only.
         * ``multi_instance: False`` (Eq. 5): the positive is the prediction's own
           instance; other instances of the same item are left out of the denominator
           (Eq. 5's negatives are "other items"). The authors' code trains MINCE only.
-        * ``g_enc`` is the paper's self-attention of the item over its attributes
-          (Sec. IV-A5, the authors' ``--enc att``). The authors' default, which their
-          scripts keep, is ``attcc``: ``z = [x; g_enc(x, a)]``, 128-d, so their
-          ``g_ta``, memory and GRU run at twice the hidden size.
+        * ``item_encoding: att`` (the default) is the paper's self-attention of the
+          item over its attributes (Sec. IV-A5, the authors' ``--enc att``). The
+          authors' default, which their scripts keep, is ``attcc``:
+          ``z = [x; g_enc(x, a)]`` (the id embedding beside g_enc's output, 2 x
+          ``hidden_size``), so ``g_ta`` (its feed-forward ``inner_size`` doubled too),
+          the memory and the GRU run at twice the hidden size; the preset uses it.
         * ``g_enc`` and ``g_ta`` are RecBole's Transformer layers (feed-forward
           ``inner_size`` 256, gelu, LayerNorm and dropout on the input), initialised
           normal(0, 0.02); the authors use ``nn.TransformerEncoderLayer`` (feed-forward
-          of the hidden size, ReLU, no input LayerNorm) and draw every parameter
-          uniformly from +-1/sqrt(hidden_size).
+          of the hidden size, ReLU, no input LayerNorm) and draw every parameter,
+          LayerNorm weights included, uniformly from +-1/sqrt(hidden_size):
+          ``parameter_init: uniform`` does that here (the preset, with ``inner_size``
+          64 and ``hidden_act: relu``). It is what keeps the authors' logits small: a
+          LayerNorm output scaled by weights of about 0.07 is a vector of length
+          about 0.6, not 8, so their tau 0.3 starts near the uniform loss. The input
+          LayerNorms stay (scaled by their own small weights under ``uniform``).
         * ``g_enc`` has its own dropout, ``attribute_dropout_prob`` (0.1). The paper
           gives 0.5 for ``g_ta`` only; the authors' ``attention_probs_dropout_prob``
           (0.5 in their scripts) is the dropout of their ``g_enc`` layers as well. Its
@@ -122,8 +133,8 @@ class MMInfoRec(SASRec):
           (cosine, 0.3) peaked at validation NDCG@20 0.0279 after 29 epochs; with 0.1
           it was 0.0280 after 3 and 0.0415 after 21.
         * The memory's MLP is Linear-ReLU-Linear (the paper says MLP only); the
-          authors' is one Linear (``mb_fc``), and they put a dropout (``mb_dp`` 0.2) on
-          ``z_hat``, which is not done here.
+          authors' is one Linear (``mb_fc``). Their dropout on ``z_hat`` (``mb_dp``
+          0.2) is ``memory_dropout_prob`` here (0 by default, 0.2 in the preset).
         * ``g_ap`` is a GRU cell started from the context: ``c_(t+1) =
           GRU(z_hat_(t+1), c_t)``. Eq. 4 writes ``g_ap(z_hat_(t+1))`` alone, and the
           authors' GRU starts from a zero state (``init_hidden``) with ``z_hat`` as
@@ -160,6 +171,23 @@ class MMInfoRec(SASRec):
         self.similarity = config["mince_similarity"]
         self.ce_weight = config["ce_weight"]
         self.ce_temperature = config["ce_temperature"]
+        self.item_encoding = config["item_encoding"]
+        # attcc: z = [x; g_enc(x, a)], so g_ta, the memory and g_ap run at twice the width
+        width = self.hidden_size * (2 if self.item_encoding == "attcc" else 1)
+        self.latent_size = width
+        if width != self.hidden_size:  # SASRec's layers, rebuilt at the latent width
+            self.position_embedding = nn.Embedding(self.max_seq_length, width)
+            self.trm_encoder = TransformerEncoder(
+                n_layers=self.n_layers,
+                n_heads=self.n_heads,
+                hidden_size=width,
+                inner_size=self.inner_size * width // self.hidden_size,
+                hidden_dropout_prob=self.hidden_dropout_prob,
+                attn_dropout_prob=self.attn_dropout_prob,
+                hidden_act=self.hidden_act,
+                layer_norm_eps=self.layer_norm_eps,
+            )
+            self.LayerNorm = nn.LayerNorm(width, eps=self.layer_norm_eps)
         self.attributes = load_item_attributes(
             dataset, config["item_attribute"], getLogger(), "MMInfoRec"
         )
@@ -180,17 +208,21 @@ class MMInfoRec(SASRec):
         )
         self.attribute_norm = nn.LayerNorm(self.hidden_size, eps=self.layer_norm_eps)
         self.attribute_dropout = nn.Dropout(config["attribute_dropout_prob"])
-        self.memory = nn.Parameter(
-            torch.empty(config["memory_slots"], self.hidden_size)
-        )
+        self.instance_dropout = nn.Dropout(config["instance_dropout_prob"])
+        self.memory = nn.Parameter(torch.empty(config["memory_slots"], width))
         self.memory_mlp = nn.Sequential(
-            nn.Linear(self.hidden_size, self.hidden_size),
+            nn.Linear(width, width),
             nn.ReLU(),
-            nn.Linear(self.hidden_size, config["memory_slots"]),
+            nn.Linear(width, config["memory_slots"]),
         )
-        self.predictor = nn.GRUCell(self.hidden_size, self.hidden_size)
+        self.memory_dropout = nn.Dropout(config["memory_dropout_prob"])
+        self.predictor = nn.GRUCell(width, width)
         self.apply(self._init_weights)
         nn.init.normal_(self.memory, std=self.initializer_range)
+        if config["parameter_init"] == "uniform":  # the authors' reset_parameters
+            bound = 1.0 / math.sqrt(self.hidden_size)
+            for parameter in self.parameters():
+                nn.init.uniform_(parameter, -bound, bound)
         self._item_cache = None
 
     @classmethod
@@ -201,6 +233,10 @@ class MMInfoRec(SASRec):
         check_integer("memory_slots", config["memory_slots"], 1)
         check_integer("attribute_layers", config["attribute_layers"], 1)
         check_number("attribute_dropout_prob", config["attribute_dropout_prob"], 0, 1)
+        check_number("instance_dropout_prob", config["instance_dropout_prob"], 0, 1)
+        check_number("memory_dropout_prob", config["memory_dropout_prob"], 0, 1)
+        check_choice("item_encoding", config["item_encoding"], ITEM_ENCODINGS)
+        check_choice("parameter_init", config["parameter_init"], PARAMETER_INITS)
         check_number("mince_temperature", config["mince_temperature"], 0, low_open=True)
         check_number("ce_weight", config["ce_weight"], 0)
         check_number("ce_temperature", config["ce_temperature"], 0, low_open=True)
@@ -235,19 +271,25 @@ class MMInfoRec(SASRec):
         hidden = self.attribute_dropout(self.attribute_norm(tokens))
         mask = torch.where(present[:, None, None, :], 0.0, -10000.0)
         z = self.attribute_encoder(hidden, mask, output_all_encoded_layers=False)[-1]
-        return z[:, 0].reshape(*items.shape, -1)
+        z = z[:, 0]
+        if self.item_encoding == "attcc":  # the id embedding beside g_enc's output
+            z = torch.cat([tokens[:, 0], z], dim=-1)
+        return z.reshape(*items.shape, -1)
 
     def read_memory(self, context):
-        """``g_m`` (Eq. 3) per ``memory_type``."""
+        """``g_m`` (Eq. 3) per ``memory_type``, then ``memory_dropout_prob`` (the
+        authors' ``mb_dp``; not with ``none``, which has no memory)."""
         if self.memory_type == "none":
             return context
         read = torch.softmax(self.memory_mlp(context), dim=-1) @ self.memory
-        return read + context if self.memory_type == "residual" else read
+        return self.memory_dropout(
+            read + context if self.memory_type == "residual" else read
+        )
 
     def contexts(self, item_seq):
         """``c_t`` at every position (``g_ta`` over ``g_enc`` of the items).  # [B, L, D]"""
         real = item_seq > 0
-        z = torch.zeros(*item_seq.shape, self.hidden_size, device=item_seq.device)
+        z = torch.zeros(*item_seq.shape, self.latent_size, device=item_seq.device)
         z[real] = self.encode_items(item_seq[real])
         return self.encode(item_seq, item_emb=z)
 
@@ -300,7 +342,9 @@ class MMInfoRec(SASRec):
             if not scored.any():
                 break
             truth = targets[scored]  # [P]
-            copies = self.encode_items(truth[:, None].expand(-1, self.copies))
+            copies = self.instance_dropout(  # the authors' loss_fuse_dropout_prob
+                self.encode_items(truth[:, None].expand(-1, self.copies))
+            )
             losses.append(
                 mince(
                     predicted[scored],
