@@ -54,6 +54,7 @@ SECTION_TITLES = OrderedDict(
     [
         ("results", "Results (test set)"),
         ("claims", "Each paper's claim against SASRec"),
+        ("groups", "Test NDCG@20 by user group (ICLRec's Figure 3)"),
         ("papers", "Published figures"),
         ("figures", "Figures"),
         ("runs", "Runs"),
@@ -531,6 +532,77 @@ def claims_section(rows, papers, dataset):
     return "\n".join(lines)
 
 
+def group_evaluations(records):
+    """``(bounds, series)`` of the evaluation records by user group
+    (``python -m recbole_ssl.groups``): ``bounds`` the ``(min, max)`` training length
+    of each group, ``series`` ``{(model, loss_type): [NDCG@20 per group, one list per
+    checkpoint]}``. The newest record of each checkpoint counts; records with another
+    number of groups than the most common are left out. ``(None, {})`` without any."""
+    latest = OrderedDict()
+    for record in sorted(records, key=lambda r: r.get("start_time") or ""):
+        if record.get("kind") == "evaluate" and (record.get("groups") or {}).get(
+            "groups"
+        ):
+            latest[record.get("checkpoint") or record["_path"]] = record
+    if not latest:
+        return None, OrderedDict()
+    sizes = [len(r["groups"]["groups"]) for r in latest.values()]
+    size = max(set(sizes), key=sizes.count)
+    bounds, series = None, OrderedDict()
+    ordered = sorted(
+        latest.values(), key=lambda r: (_model_rank(r["model"]), r["seed"])
+    )
+    for record in ordered:
+        groups = record["groups"]["groups"]
+        if len(groups) != size:
+            continue
+        bounds = bounds or [(g["min_length"], g["max_length"]) for g in groups]
+        loss = (record.get("config") or {}).get("loss_type") or "CE"
+        values = [g["metrics"]["ndcg@20"] for g in groups]
+        series.setdefault((record["model"], loss), []).append(values)
+    return bounds, series
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+def groups_section(records):
+    bounds, series = group_evaluations(records)
+    if not series:
+        return (
+            "No evaluation by user group yet: `python -m recbole_ssl.groups "
+            "<checkpoint> ...` writes one record per checkpoint."
+        )
+    labels = [f"{low}-{high}" for low, high in bounds]
+    lines = [
+        "| model | loss | checkpoints | "
+        + " | ".join(f"group {i + 1} ({label})" for i, label in enumerate(labels))
+        + " |",
+        "|---|---|---:|" + "---:|" * len(labels),
+    ]
+    for (model, loss), runs in series.items():
+        means = [_mean(column) for column in zip(*runs, strict=True)]
+        base = series.get(("SASRec", loss))
+        cells = [model, loss, len(runs)]
+        for i, mean in enumerate(means):
+            cell = fmt(mean)
+            if base and model != "SASRec":
+                ref = _mean([run[i] for run in base])
+                cell += f" ({mean / ref - 1:+.0%})" if ref else ""
+            cells.append(cell)
+        lines.append(table_row(cells))
+    lines += [
+        "",
+        "Test users split by the length of their training sequence into groups of "
+        "equal size (shortest first; the range of lengths in brackets), each group's "
+        "test NDCG@20 averaged over the checkpoints (seeds) evaluated; in brackets the "
+        "change against SASRec trained with the same loss. ICLRec's Figure 3 reports "
+        "its gain over SASRec and CL4SRec as largest for the shortest sequences.",
+    ]
+    return "\n".join(lines)
+
+
 def _link(path, page_dir):
     return os.path.relpath(path, page_dir).replace(os.sep, "/")
 
@@ -727,12 +799,20 @@ def figure_data(rows, papers, dataset, records=()):
                 "paper": (source or {}).get("metrics", {}).get(metric),
             }
         test[row.paper_model] = entry
+    bounds, series = group_evaluations(records)
+    groups = OrderedDict()
+    if series:
+        groups["bounds"] = bounds
+        groups["series"] = OrderedDict(
+            (f"{model} ({loss})", runs) for (model, loss), runs in series.items()
+        )
     return {
         "version": FIGURE_VERSION,
         "dataset": dataset,
         "curves": curves,
         "panels": panels,
         "test": test,
+        "groups": groups,
     }
 
 
@@ -844,13 +924,51 @@ def draw_test(data, path, data_digest):
     _save(fig, path, data_digest)
 
 
+def draw_groups(data, path, data_digest):
+    plt = _pyplot()
+    groups = data["groups"]
+    labels = [f"{low}-{high}" for low, high in groups["bounds"]]
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    colors = {}
+    for name, runs in groups["series"].items():
+        model, loss = name.rsplit(" (", 1)
+        color = colors.setdefault(model, f"C{len(colors)}")
+        style = "--" if loss.startswith("CE") else "-"
+        means = [_mean(column) for column in zip(*runs, strict=True)]
+        ax.plot(
+            range(len(labels)),
+            means,
+            style,
+            marker="o",
+            color=color,
+            label=f"{name}, {len(runs)} seed" + ("s" if len(runs) > 1 else ""),
+        )
+        if len(runs) > 1:
+            lows = [min(column) for column in zip(*runs, strict=True)]
+            highs = [max(column) for column in zip(*runs, strict=True)]
+            ax.fill_between(range(len(labels)), lows, highs, color=color, alpha=0.12)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels([f"{label} items" for label in labels])
+    ax.set_xlabel("training sequence length of the test users (groups of equal size)")
+    ax.set_ylabel("test NDCG@20")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(
+        f"{data['dataset']}: test NDCG@20 by user group (solid BCE, dashed CE)"
+    )
+    _save(fig, path, data_digest)
+
+
 FIGURES = OrderedDict(
     [
         ("test", ("test-ndcg", draw_test, "test NDCG@20 and NDCG@10 per model")),
         ("curves", ("valid-curves", draw_curves, "validation NDCG@20 per epoch")),
         ("panels", ("valid-curves-settings", draw_panels, "every setting's curve")),
+        ("groups", ("groups", draw_groups, "test NDCG@20 by user group")),
     ]
 )
+OPTIONAL_FIGURES = ("groups",)  # drawn only once a record has their data
 
 
 def figure_paths(dataset, figures_dir):
@@ -927,11 +1045,19 @@ def render(dataset, records_dir, results_dir, readme=None, papers=None, records=
     figures_dir = os.path.join(results_dir, "figures")
     paths = figure_paths(dataset, figures_dir)
     data = figure_data(rows, papers, dataset, records)
+    for name in OPTIONAL_FIGURES:
+        if not data[name]:
+            del paths[name]
     figures = OrderedDict()
     for name, (_, drawer, _) in FIGURES.items():
+        if name not in paths:
+            continue
         part = {"version": data["version"], "dataset": dataset, name: data[name]}
         figures[paths[name][0]] = (drawer, part, digest(part))
     abs_paths = OrderedDict((k, (os.path.abspath(p), c)) for k, (p, c) in paths.items())
+    old = (
+        Path(page_path).read_text(encoding="utf-8") if os.path.isfile(page_path) else ""
+    )
     sections = OrderedDict(
         [
             ("results", results_section(rows, papers, dataset, page_dir)),
@@ -941,9 +1067,8 @@ def render(dataset, records_dir, results_dir, readme=None, papers=None, records=
             ("runs", runs_section(records, page_dir)),
         ]
     )
-    old = (
-        Path(page_path).read_text(encoding="utf-8") if os.path.isfile(page_path) else ""
-    )
+    if data["groups"] or BEGIN.format("groups") in old:
+        sections["groups"] = groups_section(records)
     if not old:
         old = f"# Results on {dataset}\n"
     pages = OrderedDict([(page_path, replace_sections(old, sections, page_path))])

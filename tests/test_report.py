@@ -371,3 +371,70 @@ def test_claims_read_the_presets_under_bce_and_the_headline_under_ce():
     # BCE: (5, 6, 7) against (2, 3, 4): +100%, p = 0.021; CE: the same values, a tie
     assert "| +25.0% (ICLRec paper) | NDCG@20 | +100.0%, p=0.021 | yes |" in line
     assert line.endswith("| +0.0%, p=1 | no (tie) |")
+
+
+def group_record(model, seed, loss, values, start="2026-12-01T10:00:00"):
+    """An evaluation record of ``python -m recbole_ssl.groups`` with NDCG@20 per group."""
+    record = fake_record(model, seed, sum(values) / len(values))
+    bounds = [(1, 3), (4, 5), (6, 9)]
+    record.update(
+        kind="evaluate",
+        config={"loss_type": loss},
+        checkpoint=f"saved/{model}-{seed}-{loss}.pth",
+        start_time=start,
+        groups={
+            "by": "train_length",
+            "groups": [
+                {
+                    "group": g,
+                    "users": 10,
+                    "min_length": low,
+                    "max_length": high,
+                    "metrics": {"ndcg@20": v},
+                }
+                for g, ((low, high), v) in enumerate(zip(bounds, values, strict=True))
+            ],
+        },
+    )
+    return record
+
+
+def test_groups_average_checkpoints_and_compare_with_sasrec_of_the_same_loss(tmp_path):
+    records = [
+        group_record("SASRec", 1, "BCE", [0.02, 0.04, 0.05]),
+        group_record("SASRec", 2, "BCE", [0.04, 0.04, 0.05]),
+        group_record("ICLRec", 1, "BCE", [0.045, 0.05, 0.05]),
+        group_record("ICLRec", 1, "CE", [0.1, 0.1, 0.1]),
+        # the same checkpoint evaluated earlier: the newer record counts
+        group_record("ICLRec", 1, "BCE", [0.9, 0.9, 0.9], start="2026-11-01T10:00:00"),
+    ]
+    for i, record in enumerate(records):
+        record["_path"] = f"{i}.json"
+    bounds, series = report.group_evaluations(records)
+    assert bounds == [(1, 3), (4, 5), (6, 9)]
+    assert list(series) == [("SASRec", "BCE"), ("ICLRec", "BCE"), ("ICLRec", "CE")]
+    assert series[("ICLRec", "BCE")] == [[0.045, 0.05, 0.05]]
+    text = report.groups_section(records)
+    (line,) = [x for x in text.splitlines() if x.startswith("| ICLRec | BCE |")]
+    # SASRec BCE means 0.03, 0.04, 0.05: +50%, +25%, +0% by hand
+    assert line == (
+        "| ICLRec | BCE | 1 | 0.0450 (+50%) | 0.0500 (+25%) | 0.0500 (+0%) |"
+    )
+    (line,) = [x for x in text.splitlines() if x.startswith("| ICLRec | CE |")]
+    assert "(+" not in line  # no SASRec under CE to compare with
+    assert report.group_evaluations([fake_record("SASRec", 1, 0.1)]) == (None, {})
+
+
+def test_the_groups_figure_and_section_appear_once_there_are_groups(tmp_path):
+    records = [fake_record("SASRec", 1, 0.05)]
+    write_records(tmp_path / "runs", records)
+    pages, figures = report.render("toy", str(tmp_path / "runs"), str(tmp_path))
+    assert not any(path.endswith("-groups.png") for path in figures)
+    assert "report:begin groups" not in next(iter(pages.values()))
+    write_records(
+        tmp_path / "runs", records + [group_record("SASRec", 1, "CE", [0.1] * 3)]
+    )
+    pages, figures = report.render("toy", str(tmp_path / "runs"), str(tmp_path))
+    assert any(path.endswith("toy-groups.png") for path in figures)
+    page = next(iter(pages.values()))
+    assert "report:begin groups" in page and "| SASRec | CE | 1 |" in page
