@@ -19,6 +19,11 @@ def process_group():
     return dist.get_rank(), dist.get_world_size(), device
 
 
+def is_distributed():
+    """Whether this process is one rank of an initialised process group."""
+    return process_group() is not None
+
+
 def broadcast_from_rank0(tensor):
     """``tensor`` as rank 0 has it, in a distributed run; ``tensor`` itself otherwise.
 
@@ -73,3 +78,69 @@ def gather_from_all_ranks(tensor):
         part[: int(size.item())] for part, size in zip(gathered, sizes, strict=True)
     ]
     return torch.cat(parts).to(tensor.device)
+
+
+def row_counts(count):
+    """Every rank's ``count`` (an int), in rank order: ``[count]`` in one process."""
+    group = process_group()
+    if group is None:
+        return [count]
+    device = group[2]
+    counts = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(group[1])]
+    torch.distributed.all_gather(counts, torch.tensor([count], device=device))
+    return [int(c.item()) for c in counts]
+
+
+class _GatherRows(torch.autograd.Function):
+    """All ranks' rows in rank order; the backward sums every rank's gradient of the
+    gathered rows and hands each rank the part for its own rows."""
+
+    @staticmethod
+    def forward(ctx, tensor, counts):
+        group = process_group()
+        device = group[2]
+        local = tensor.detach().to(device).contiguous()
+        padded = local.new_zeros(max(counts), *local.shape[1:])
+        padded[: local.size(0)] = local
+        gathered = [torch.zeros_like(padded) for _ in counts]
+        torch.distributed.all_gather(gathered, padded)
+        ctx.counts, ctx.rank, ctx.device = counts, group[0], tensor.device
+        parts = [part[:n] for part, n in zip(gathered, counts, strict=True)]
+        return torch.cat(parts).to(tensor.device)
+
+    @staticmethod
+    def backward(ctx, grad):
+        total = grad.detach().to(process_group()[2]).contiguous().clone()
+        torch.distributed.all_reduce(total)  # the gradients of every rank's terms
+        start = sum(ctx.counts[: ctx.rank])
+        return total[start : start + ctx.counts[ctx.rank]].to(ctx.device), None
+
+
+def gather_rows(tensor):
+    """``(rows, offset)``: every rank's ``tensor`` concatenated along dim 0 in rank
+    order, and where this rank's own rows start in it.
+
+    Gradients flow back to the rank that produced each row, summed over every rank
+    whose loss used it, so an in-batch loss over ``rows`` contrasts the global batch
+    as one process would (with :func:`global_mean` over each rank's own terms). Ranks
+    may hold different numbers of rows, none included. Every rank must call it, in the
+    same order. ``(tensor, 0)`` outside a distributed run.
+    """
+    group = process_group()
+    if group is None:
+        return tensor, 0
+    counts = row_counts(tensor.size(0))
+    return _GatherRows.apply(tensor, counts), sum(counts[: group[0]])
+
+
+def global_mean(losses):
+    """The mean of every rank's ``losses`` (per-row or per-position terms), scaled for
+    DDP: each rank returns ``sum(its terms) * world_size / (all ranks' terms)``, so
+    DDP's average of the ranks' gradients is the gradient of the mean over the global
+    batch, the one-process objective, however unevenly the terms are spread over the
+    ranks. ``losses.mean()`` outside a distributed run."""
+    group = process_group()
+    if group is None:
+        return losses.mean()
+    total = sum(row_counts(losses.numel()))
+    return losses.sum() * (group[1] / max(total, 1))

@@ -46,3 +46,18 @@ def test_cli_nproc_2(tmp_path):
     result = logged_test_result(out.stderr)
     values = [value for metric, value in result.items() if metric.startswith("ndcg")]
     assert len(values) == 3 and all(math.isfinite(v) for v in values)
+
+
+EXACT_MODELS = ("SASRec", "CL4SRec", "CoSeRec", "ICLRec")
+
+
+@pytest.mark.parametrize("model", EXACT_MODELS)
+def test_two_processes_optimise_the_one_process_objective(model, tiny_config):
+    """On one global batch (of odd size: the shards differ), the loss and every
+    parameter's gradient after DDP's averaging equal one process's (1e-5, relative)."""
+    from distributed_check import compare
+
+    config = dict(tiny_config, train_batch_size=63)
+    loss_diff, grad_diff, worst = compare(model, "tiny", config, free_port())
+    assert loss_diff < 1e-5
+    assert grad_diff < 1e-5, worst

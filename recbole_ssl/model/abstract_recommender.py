@@ -6,11 +6,10 @@ RecBole does; ``sequence`` scores every real position of a user's longest prefix
 """
 
 import torch
-import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 
 from recbole_ssl.errors import check_choice, check_integer
-from recbole_ssl.model.losses import bce_next_item, bpr_next_item
+from recbole_ssl.model.losses import bce_next_item, bpr_next_item, cross_entropy
 from recbole_ssl.model.negatives import NegativeSampler
 from recbole_ssl.randomness import generator_from_state, generator_state
 
@@ -112,7 +111,7 @@ class SequentialSSLRecommender(SequentialRecommender):
         target = targets[scored]  # [N]
         if self.loss_type == "CE":
             logits = output @ item_weight.t()  # [N, n_items]
-            return F.cross_entropy(logits, target, reduction=reduction)
+            return cross_entropy(logits, target, reduction=reduction)
         return self.sampled_next_item_loss(
             interaction,
             targets,

@@ -5,11 +5,13 @@ from typing import NamedTuple
 import torch
 
 from recbole_ssl.data.augment import SequenceAugmenter
+from recbole_ssl.distributed import is_distributed
 from recbole_ssl.errors import check_choice, check_integer, check_number
 from recbole_ssl.model.losses import (
     REPRESENTATIONS,
     SIMILARITIES,
     concat_gram,
+    nt_xent,
     nt_xent_from_similarity,
     sequence_representation,
     similarity_matrix,
@@ -121,7 +123,14 @@ class CL4SRec(SASRec):
         return self.augmenter(item_seq.repeat(2, 1), item_seq_len.repeat(2))
 
     def contrastive_loss(self, view_output, view_len):
-        """NT-Xent between the first and the second half of the encoded views."""
+        """NT-Xent between the first and the second half of the encoded views.
+
+        In a distributed run the negatives are every rank's views (:func:`nt_xent`)."""
+        if is_distributed():
+            vectors = sequence_representation(
+                view_output, view_len, self.cl_representation
+            )
+            return nt_xent(*vectors.chunk(2), self.cl_temperature, self.cl_similarity)
         if self.cl_representation == "concat":
             gram = concat_gram(view_output, view_len)  # skips the zero padding slots
         else:

@@ -1,13 +1,27 @@
 """recbole_ssl.model.losses: the contrastive and the sampled next-item losses shared by
-the plugin's models."""
+the plugin's models.
+
+In a distributed run every mean is over the global batch and every in-batch term
+contrasts every rank's rows (:func:`recbole_ssl.distributed.gather_rows`,
+:func:`recbole_ssl.distributed.global_mean`), so the ranks together optimise what one
+process optimises on the whole batch; one process takes the plain code path.
+"""
 
 import torch
 import torch.nn.functional as F
 
+from recbole_ssl.distributed import gather_rows, global_mean, is_distributed
 from recbole_ssl.model.layers import length_bands
 
 REPRESENTATIONS = ("concat", "mean", "last")
 SIMILARITIES = ("dot", "cos")
+
+
+def cross_entropy(logits, target, reduction="mean"):
+    """``F.cross_entropy``, whose mean is over the global batch in a distributed run."""
+    if reduction == "mean" and is_distributed():
+        return global_mean(F.cross_entropy(logits, target, reduction="none"))
+    return F.cross_entropy(logits, target, reduction=reduction)
 
 
 def sequence_representation(output, lengths, kind="concat"):
@@ -91,10 +105,33 @@ def nt_xent(view1, view2, temperature=1.0, similarity="dot"):
     ``similarity`` is ``dot`` (the paper) or ``cos``; scores are divided by
     ``temperature``.
     """
+    if is_distributed():
+        return _nt_xent_global(view1, view2, temperature, similarity)
     views = torch.cat([view1, view2], dim=0)  # [2N, D]
     return nt_xent_from_similarity(
         similarity_matrix(views @ views.t(), similarity) / temperature
     )
+
+
+def _nt_xent_global(view1, view2, temperature, similarity):
+    """:func:`nt_xent` of a distributed run: this rank's 2n anchors against every
+    rank's 2N views, the mean over all 2N anchors (:func:`global_mean`)."""
+    if similarity == "cos":
+        view1, view2 = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
+    elif similarity != "dot":
+        raise ValueError(f"unknown similarity {similarity!r}; use {SIMILARITIES}")
+    all1, offset = gather_rows(view1)
+    all2, _ = gather_rows(view2)
+    n, total = view1.size(0), all1.size(0)
+    anchors = torch.cat([view1, view2])  # [2n, D]
+    logits = anchors @ torch.cat([all1, all2]).t() / temperature  # [2n, 2N]
+    own = torch.arange(n, device=logits.device) + offset
+    rows = torch.arange(2 * n, device=logits.device)
+    itself = torch.zeros_like(logits, dtype=torch.bool)
+    itself[rows, torch.cat([own, own + total])] = True
+    partner = torch.cat([own + total, own])
+    logits = logits.masked_fill(itself, -torch.inf)
+    return global_mean(F.cross_entropy(logits, partner, reduction="none"))
 
 
 def similarity_matrix(gram, similarity):
@@ -120,13 +157,16 @@ def intent_nce(views, intents, intent_ids=None, temperature=1.0, similarity="dot
         views, intents = F.normalize(views, dim=1), F.normalize(intents, dim=1)
     elif similarity != "dot":
         raise ValueError(f"unknown similarity {similarity!r}; use {SIMILARITIES}")
-    logits = views @ intents.t() / temperature  # [N, N]
+    # in a distributed run the negatives are every rank's rows' centroids
+    all_intents, offset = gather_rows(intents)
+    logits = views @ all_intents.t() / temperature  # [N, N] (one process)
+    target = torch.arange(views.size(0), device=views.device) + offset
     if intent_ids is not None:
-        same = intent_ids[:, None] == intent_ids[None, :]
-        same.fill_diagonal_(False)
+        all_ids, _ = gather_rows(intent_ids)
+        same = intent_ids[:, None] == all_ids[None, :]
+        same[torch.arange(views.size(0), device=views.device), target] = False
         logits = logits.masked_fill(same, -torch.inf)
-    target = torch.arange(views.size(0), device=views.device)
-    return F.cross_entropy(logits, target)
+    return cross_entropy(logits, target)
 
 
 def mince(
@@ -185,7 +225,7 @@ def _reduce(loss, reduction):
         return loss
     if reduction == "sum":
         return loss.sum()
-    return loss.mean()
+    return global_mean(loss)  # loss.mean() in one process
 
 
 def bce_next_item(pos_score, neg_score, reduction="mean"):

@@ -1,0 +1,178 @@
+"""One global batch through one process and through two gloo processes: the loss and
+every parameter's gradient after DDP's averaging must agree. Shared by
+tests/test_distributed.py and benchmarks/distributed_equivalence.py.
+
+Each of the two processes builds the same model (same seed) and the same first
+training batch in plain one-process mode, computes the one-process loss and gradients
+on the whole batch, then joins a gloo process group, wraps the model in
+``DistributedDataParallel`` the way RecBole's trainer does (``set_reduce_hook``,
+``sync_grad_loss``) and computes its loss on its shard of the batch: rows
+``rank, rank + 2, ...``, as RecBole's ``DistributedSampler`` deals them (so the
+shards may differ in size). Dropout is off; whatever else a model draws at random per
+row (augmented views, sampled negatives) is drawn once for the whole batch and each
+shard takes its rows' draws.
+"""
+
+import os
+import sys
+import traceback
+
+import torch
+
+WORLD = 2
+FLOOR = 1e-3
+
+
+def no_dropout(config_dict):
+    """``config_dict`` with every dropout of the plugin's models at 0."""
+    keys = (
+        "hidden_dropout_prob",
+        "attn_dropout_prob",
+        "attribute_dropout_prob",
+        "instance_dropout_prob",
+        "memory_dropout_prob",
+    )
+    return dict(config_dict, **{key: 0.0 for key in keys})
+
+
+def fix_random_draws(model, batch):
+    """Draw the batch's random per-row inputs once and make the model reuse them for
+    any shard ``batch[rows]``; returns ``shard(rows)`` that sets the current rows."""
+    current = {"rows": torch.arange(len(batch))}
+    if hasattr(model, "augment_views"):
+        views, lengths = model.augment_views(
+            batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+        )
+        n = len(batch)
+
+        def augment_views(item_seq, item_seq_len):
+            rows = current["rows"]
+            picked = torch.cat([rows, rows + n])
+            return views[picked], lengths[picked]
+
+        model.augment_views = augment_views
+
+    def shard(rows):
+        current["rows"] = rows
+        return batch[rows]
+
+    return shard
+
+
+def prepare_model(model, train_data, config):
+    """What a trainer does before the batch: the item correlation of CoSeRec's
+    operators, ICLRec's E-step."""
+    if getattr(model, "needs_item_correlation", False):
+        from recbole_ssl.data.correlation import ItemCorrelation
+
+        correlation = ItemCorrelation.from_dataset(
+            train_data._dataset, k=config["correlation_topk"], seed=config["seed"]
+        )
+        correlation.use_memory_based()
+        model.set_item_correlation(correlation)
+    intents = getattr(model, "intents", None)
+    if intents is not None:
+        dataset = train_data._dataset
+        feat = dataset.inter_feat
+        model.eval()
+        intents.estimate(
+            lambda seq, length: model.intent_representation(seq, length),
+            feat[model.ITEM_SEQ],
+            feat[model.ITEM_SEQ_LEN],
+            feat[model.USER_ID],
+            256,
+            "cpu",
+        )
+    model.train()
+
+
+def total_loss(model, batch):
+    """``calculate_loss`` summed over its parts, as RecBole's trainer sums them."""
+    losses = model.calculate_loss(batch)
+    return sum(losses) if isinstance(losses, tuple) else losses
+
+
+def loss_and_gradients(model, batch):
+    model.zero_grad()
+    loss = total_loss(model, batch)
+    loss.backward()
+    grads = {
+        name: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
+        for name, p in model.named_parameters()
+    }
+    return loss.detach(), grads
+
+
+def rank_main(rank, model_name, dataset, config_dict, port, queue):
+    """One of the two processes; puts ``(loss diff, grad diff, worst parameter)`` (rank
+    0) or None on ``queue``, or the error text."""
+    try:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from conftest import build
+        from torch.nn.parallel import DistributedDataParallel
+
+        torch.set_num_threads(1)
+        config, model, train_data, _, _ = build(
+            model_name, no_dropout(config_dict), dataset
+        )
+        prepare_model(model, train_data, config)
+        batch = next(iter(train_data))
+        shard = fix_random_draws(model, batch)
+        one_loss, one_grads = loss_and_gradients(model, shard(torch.arange(len(batch))))
+
+        torch.distributed.init_process_group(
+            "gloo", rank=rank, world_size=WORLD, init_method=f"tcp://127.0.0.1:{port}"
+        )
+        ddp = DistributedDataParallel(model)
+        model.zero_grad()
+        forward = model.forward  # RecBole's set_reduce_hook
+        model.forward = lambda x: x
+        ddp(torch.zeros(1))
+        model.forward = forward
+        sync = sum(torch.sum(p) * 0 for p in model.parameters())  # sync_grad_loss
+        rows = torch.arange(rank, len(batch), WORLD)
+        loss = total_loss(model, shard(rows))
+        (loss + sync).backward()
+        total = loss.detach().clone()
+        torch.distributed.all_reduce(total)
+        loss_diff = abs(total.item() / WORLD - one_loss.item()) / max(
+            abs(one_loss.item()), 1e-12
+        )
+        worst, grad_diff = None, 0.0
+        # a parameter whose gradient is zero in exact arithmetic (a key bias: softmax
+        # ignores a shift of all its logits) holds rounding noise only; its scale is
+        # floored at FLOOR times the largest gradient entry of the model
+        largest = max(g.abs().max().item() for g in one_grads.values())
+        for name, p in model.named_parameters():
+            grad = p.grad if p.grad is not None else torch.zeros_like(p)
+            scale = max(one_grads[name].abs().max().item(), FLOOR * largest, 1e-30)
+            diff = (grad - one_grads[name]).abs().max().item() / scale
+            if diff > grad_diff:
+                worst, grad_diff = name, diff
+        torch.distributed.destroy_process_group()
+        queue.put((rank, loss_diff, grad_diff, worst))
+    except BaseException:
+        queue.put((rank, traceback.format_exc()))
+
+
+def compare(model_name, dataset, config_dict, port):
+    """``(loss diff, grad diff, worst parameter)`` of ``model_name`` over both ranks:
+    the relative difference of the loss, and the largest over parameters of the
+    largest gradient difference relative to that parameter's largest gradient."""
+    import torch.multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    queue = context.SimpleQueue()
+    mp.spawn(
+        rank_main,
+        args=(model_name, dataset, config_dict, port, queue),
+        nprocs=WORLD,
+        join=True,
+    )
+    results = [queue.get() for _ in range(WORLD)]
+    for result in results:
+        if len(result) == 2:
+            raise RuntimeError(f"rank {result[0]} failed:\n{result[1]}")
+    loss_diff = max(r[1] for r in results)
+    worst = max(results, key=lambda r: r[2])
+    return loss_diff, worst[2], worst[3]
