@@ -71,3 +71,16 @@ def first_and_last_fifth(values):
     """Means of the first and of the last fifth of ``values`` (at least one each)."""
     fifth = max(1, len(values) // 5)
     return sum(values[:fifth]) / fifth, sum(values[-fifth:]) / fifth
+
+
+def build(model, config_dict, dataset="tiny"):
+    """Config, dataset, loaders and a freshly seeded model, as the quick start builds
+    them (the tests' ``build``). Returns ``(config, model, train_data, valid_data,
+    dataset)``."""
+    config = Config(model, dataset, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    data = utils.create_dataset(config)
+    train_data, valid_data, _ = utils.data_preparation(config, data)
+    init_seed(config["seed"], config["reproducibility"])
+    built = config.model_class(config, train_data._dataset)
+    return config, built, train_data, valid_data, data

@@ -14,6 +14,7 @@ import os
 
 import torch
 
+from recbole_ssl.distributed import broadcast_object, process_group
 from recbole_ssl.errors import ConfigError
 from recbole_ssl.record import write_atomic
 
@@ -57,4 +58,26 @@ def load_checkpoint(path, key, device="cpu"):
             f"{key}: {path} is not a checkpoint saved by recbole_ssl "
             "(no 'config' and 'state_dict')"
         )
+    return checkpoint
+
+
+def load_from_rank0(path, key):
+    """:func:`load_checkpoint` (on the CPU) by rank 0 alone, sent to every rank.
+
+    Rank 0 writes the checkpoints of a distributed run, on its own machine; ranks on
+    other machines need no copy of the file. An error reading it is raised on every
+    rank. Outside a distributed run: :func:`load_checkpoint`.
+    """
+    group = process_group()
+    if group is None:
+        return load_checkpoint(path, key)
+    checkpoint = error = None
+    if group[0] == 0:
+        try:
+            checkpoint = load_checkpoint(path, key)
+        except ConfigError as e:
+            error = str(e)
+    checkpoint, error = broadcast_object((checkpoint, error))
+    if error is not None:
+        raise ConfigError(error)
     return checkpoint

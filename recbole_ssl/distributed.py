@@ -144,3 +144,14 @@ def global_mean(losses):
         return losses.mean()
     total = sum(row_counts(losses.numel()))
     return losses.sum() * (group[1] / max(total, 1))
+
+
+def global_average(total, count):
+    """``total / count`` for a loss that is this rank's sum of terms ``total`` divided
+    by its own ``count`` (e.g. rows, when terms are per position): over every rank's
+    counts, times the world size, as :func:`global_mean`. ``total / count`` outside a
+    distributed run."""
+    group = process_group()
+    if group is None:
+        return total / count
+    return total * (group[1] / max(sum(row_counts(count)), 1))

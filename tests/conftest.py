@@ -16,6 +16,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_DIR = TESTS_DIR.parent
 DATA_DIR = TESTS_DIR / "data"
+sys.path.insert(0, str(REPO_DIR / "benchmarks"))  # helpers shared with the benchmarks
+
+from bench_probe import build  # noqa: E402, F401 (re-exported to the tests)
 
 
 @pytest.fixture(autouse=True)
@@ -147,20 +150,3 @@ def run_two_processes(model, config_dict):
     values = list(result["test_result"].values())
     assert len(values) == 6 and all(math.isfinite(v) for v in values)
     return result
-
-
-def build(model, config_dict, dataset="tiny"):
-    """Config, dataset, loaders and a freshly seeded model, as the quick start builds
-    them. Returns ``(config, model, train_data, valid_data, dataset)``."""
-    from recbole.utils import init_seed
-
-    from recbole_ssl.config import Config
-    from recbole_ssl.utils import create_dataset, data_preparation
-
-    config = Config(model, dataset, config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    data = create_dataset(config)
-    train_data, valid_data, _ = data_preparation(config, data)
-    init_seed(config["seed"], config["reproducibility"])
-    built = config.model_class(config, train_data._dataset)
-    return config, built, train_data, valid_data, data

@@ -4,6 +4,8 @@ import math
 
 import pytest
 from conftest import DATA_DIR, free_port, logged_test_result, run_script
+from distributed_check import compare
+from distributed_equivalence import CASES
 
 from recbole_ssl.quick_start import run
 from recbole_ssl.record import load
@@ -48,16 +50,65 @@ def test_cli_nproc_2(tmp_path):
     assert len(values) == 3 and all(math.isfinite(v) for v in values)
 
 
-EXACT_MODELS = ("SASRec", "CL4SRec", "CoSeRec", "ICLRec")
-
-
-@pytest.mark.parametrize("model", EXACT_MODELS)
-def test_two_processes_optimise_the_one_process_objective(model, tiny_config):
+@pytest.mark.parametrize(
+    "model, stage, settings",
+    CASES,
+    ids=[f"{m}-{stage or ''}-{s}" for m, stage, s in CASES],
+)
+def test_two_processes_optimise_the_one_process_objective(
+    model, stage, settings, tiny_config
+):
     """On one global batch (of odd size: the shards differ), the loss and every
     parameter's gradient after DDP's averaging equal one process's (1e-5, relative)."""
-    from distributed_check import compare
-
-    config = dict(tiny_config, train_batch_size=63)
-    loss_diff, grad_diff, worst = compare(model, "tiny", config, free_port())
+    config = dict(tiny_config, train_batch_size=63, **settings)
+    loss_diff, grad_diff, worst = compare(model, "tiny", config, free_port(), stage)
     assert loss_diff < 1e-5
     assert grad_diff < 1e-5, worst
+
+
+@pytest.mark.slow
+def test_two_machines_over_loopback(tmp_path):
+    """One job over "two machines": two launches of the command line, one process
+    each (``--nproc=1 --world_size=2``), ranks 0 and 1 by ``--group_offset``, meeting
+    at ``--ip``/``--port``, as the README's multi-machine commands."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_DIR
+
+    port = free_port()
+    launches = []
+    for offset in (0, 1):
+        folder = tmp_path / f"machine{offset}"
+        folder.mkdir()
+        launches.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(REPO_DIR / "run_recbole_ssl.py"),
+                    "--model=CL4SRec",
+                    "--dataset=tiny",
+                    f"--data_path={DATA_DIR}",
+                    "--nproc=1",
+                    "--world_size=2",
+                    f"--group_offset={offset}",
+                    "--ip=127.0.0.1",
+                    f"--port={port}",
+                    "--epochs=1",
+                    "--show_progress=False",
+                ],
+                cwd=folder,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [launch.communicate(timeout=600) for launch in launches]
+    for launch, (_, err) in zip(launches, outputs, strict=True):
+        assert launch.returncode == 0, err[-3000:]
+    result = logged_test_result(outputs[0][1])  # rank 0 logs the test result
+    values = [v for metric, v in result.items() if metric.startswith("ndcg")]
+    assert len(values) == 3 and all(math.isfinite(v) for v in values)
+    # rank 0 alone writes the run record, in its own working folder
+    assert list((tmp_path / "machine0" / "results" / "runs" / "tiny").glob("*.json"))
+    assert not (tmp_path / "machine1" / "results").exists()

@@ -11,7 +11,6 @@ from conftest import (
     assert_one_clear_line,
     build,
     run_tiny,
-    run_two_processes,
 )
 from recbole.data.interaction import Interaction
 
@@ -302,8 +301,3 @@ def test_bad_config_is_one_clear_line(tmp_path, option, message):
         option,
     )
     assert_one_clear_line(out, message)
-
-
-@pytest.mark.slow
-def test_dssrec_with_two_processes(tiny_config):
-    run_two_processes("DSSRec", dict(tiny_config, epochs=1))

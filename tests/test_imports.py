@@ -102,6 +102,7 @@ def test_the_ground_floor_imports_nothing_of_the_plugin():
     assert graph["recbole_ssl.distributed"] == set()
     assert graph["recbole_ssl.randomness"] == set()
     assert graph["recbole_ssl.checkpoint"] <= {
+        "recbole_ssl.distributed",
         "recbole_ssl.errors",
         "recbole_ssl.record",
     }

@@ -13,7 +13,6 @@ from conftest import (
     assert_one_clear_line,
     build,
     run_tiny,
-    run_two_processes,
 )
 from recbole.data.interaction import Interaction
 
@@ -618,9 +617,3 @@ def test_bad_config_is_one_clear_line(tmp_path, option, message):
         *option.split(),
     )
     assert_one_clear_line(out, message)
-
-
-@pytest.mark.slow
-def test_smoke_mminforec_with_two_processes(tiny_config):
-    """Smoke test, kept on purpose: RecBole's distributed mode runs to the end."""
-    run_two_processes("MMInfoRec", dict(tiny_config, epochs=1))

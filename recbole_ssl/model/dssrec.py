@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_ssl.distributed import gather_rows, global_average, global_mean
 from recbole_ssl.errors import ConfigError, check_choice, check_integer, check_number
+from recbole_ssl.model.losses import cross_entropy
 from recbole_ssl.model.sasrec import SASRec
 
 S2I_LOSSES = ("CE", "in_batch")
@@ -240,8 +242,7 @@ class DSSRec(SASRec):
         lengths = interaction[self.ITEM_SEQ_LEN]
         batch = item_seq.size(0)
         if cut is None:
-            cut = 1 + (torch.rand(batch, device=item_seq.device) * lengths).long()
-            cut = torch.minimum(cut, lengths)
+            cut = self.draw_cuts(lengths)
         rows = torch.arange(batch, device=item_seq.device)
         inputs = prefix_parts[rows, cut - 1]  # [B, K, D], x_{1:t}
         future, future_len = self.future_sequences(
@@ -249,14 +250,24 @@ class DSSRec(SASRec):
         )
         labels = self.intents(future, future_len, side="label")  # [B, K, D]
         k = self.n_intents
-        logits = inputs.reshape(batch * k, -1) @ labels.reshape(batch * k, -1).t()
+        # distributed: against every rank's labels, the confidence kept over all terms
+        labels, offset = gather_rows(labels.reshape(batch * k, -1))
+        logits = inputs.reshape(batch * k, -1) @ labels.t()
         terms = F.cross_entropy(
             logits * self.scale,
-            torch.arange(batch * k, device=logits.device),
+            torch.arange(batch * k, device=logits.device) + offset,
             reduction="none",
         )  # [B * K], (u, k) against all (u', k')
-        keep = confidence_mask(terms, self.s2s_lambda)
-        return (terms * keep).sum() / batch
+        every_term, _ = gather_rows(terms.detach())
+        keep = confidence_mask(every_term, self.s2s_lambda)[
+            offset : offset + terms.numel()
+        ]
+        return global_average((terms * keep).sum(), batch)
+
+    def draw_cuts(self, lengths):
+        """A uniform cut ``t`` in ``1 .. n`` for each row of lengths ``n``.  # [B]"""
+        cut = 1 + (torch.rand(lengths.size(0), device=lengths.device) * lengths).long()
+        return torch.minimum(cut, lengths)
 
     def seq2item_loss(self, prefix_parts, interaction):
         """Eq. 6 at every real position: CE over all items, or in-batch; with
@@ -276,14 +287,15 @@ class DSSRec(SASRec):
                 * self.s2i_scale,
             )
         if self.s2i_loss == "CE":
-            return F.cross_entropy(self.item_scores(parts), target)
+            return cross_entropy(self.item_scores(parts), target)
         # Eq. 6: the target under its best part, against every target of the batch
-        # under every part
-        scores = torch.einsum("nkd,md->nkm", parts, self.item_embedding(target))
+        # (every rank's, in a distributed run) under every part
+        targets_all, offset = gather_rows(self.item_embedding(target))
+        scores = torch.einsum("nkd,md->nkm", parts, targets_all)
         scores = scores * self.s2i_scale  # [N, K, N]
         rows = torch.arange(target.size(0), device=target.device)
-        positive = scores[rows, :, rows].amax(1)  # [N]
-        return (torch.logsumexp(scores.flatten(1), dim=1) - positive).mean()
+        positive = scores[rows, :, rows + offset].amax(1)  # [N]
+        return global_mean(torch.logsumexp(scores.flatten(1), dim=1) - positive)
 
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]

@@ -206,18 +206,23 @@ def mince(
     if similarity == "cos":
         predictions = F.normalize(predictions, dim=-1)
         instances = F.normalize(instances, dim=-1)
+    # distributed: every rank's instances, this rank's predictions, the global mean
+    instances, offset = gather_rows(instances)
+    instance_items, _ = gather_rows(instance_items)
     n, q, dim = instances.shape
     logits = predictions @ instances.reshape(n * q, dim).t() / temperature  # [P, N*q]
     same = (targets[:, None] == instance_items[None, :]).repeat_interleave(q, dim=1)
     if multi:
         positive, candidate = same, torch.ones_like(same)
     else:
-        positive = torch.eye(n, dtype=torch.bool, device=same.device)
+        own = torch.arange(predictions.size(0), device=same.device)
+        positive = torch.zeros_like(same)
+        positive[own, own + offset] = True  # instance p is prediction p's own
         candidate = ~same | positive
     neg_inf = torch.finfo(logits.dtype).min
     all_lse = torch.logsumexp(logits.masked_fill(~candidate, neg_inf), dim=1)
     pos_lse = torch.logsumexp(logits.masked_fill(~positive, neg_inf), dim=1)
-    return (all_lse - pos_lse).mean()
+    return global_mean(all_lse - pos_lse)
 
 
 def _reduce(loss, reduction):

@@ -10,8 +10,9 @@ from recbole.model.layers import TransformerEncoder
 from torch import nn
 
 from recbole_ssl.data.attributes import attribute_fields, load_item_attributes
+from recbole_ssl.distributed import row_counts
 from recbole_ssl.errors import ConfigError, check_choice, check_integer, check_number
-from recbole_ssl.model.losses import SIMILARITIES, mince
+from recbole_ssl.model.losses import SIMILARITIES, cross_entropy, mince
 from recbole_ssl.model.sasrec import SASRec
 
 MEMORY_TYPES = ("residual", "no_residual", "none")
@@ -304,7 +305,7 @@ class MMInfoRec(SASRec):
             predicted = F.normalize(predicted, dim=-1)
         logits = predicted @ latents.t() / self.ce_temperature  # [P, n_items]
         logits[:, 0] = torch.finfo(logits.dtype).min  # the padding item
-        return F.cross_entropy(logits, truth)
+        return cross_entropy(logits, truth)
 
     def next_item_sampled(self, interaction, targets, predicted, latents):
         """``next_item_ce`` with ``loss_type`` BCE or BPR: the same scores, for each
@@ -339,7 +340,7 @@ class MMInfoRec(SASRec):
                     item_seq, lengths, interaction[self.POS_ITEM_ID], step
                 )
             scored = targets > 0
-            if not scored.any():
+            if sum(row_counts(int(scored.sum()))) == 0:  # on no rank: every rank stops
                 break
             truth = targets[scored]  # [P]
             copies = self.instance_dropout(  # the authors' loss_fuse_dropout_prob

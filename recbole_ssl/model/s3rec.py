@@ -12,7 +12,9 @@ from recbole_ssl.data.attributes import (
     attribute_targets,
     load_item_attributes,
 )
+from recbole_ssl.distributed import gather_rows, global_mean, is_distributed
 from recbole_ssl.errors import check_choice, check_number
+from recbole_ssl.model.losses import cross_entropy
 from recbole_ssl.model.sasrec import SASRec
 
 STAGES = ("pretrain", "finetune")
@@ -69,6 +71,8 @@ def info_nce(logits, positives):
     count = positives.sum(1)
     per_row = (loss * positives).sum(1) / count.clamp(min=1)
     scored = count > 0
+    if is_distributed():  # the mean over every rank's rows with a positive
+        return global_mean(per_row[scored])
     if not scored.any():
         return logits.sum() * 0.0
     return per_row[scored].mean()
@@ -235,8 +239,29 @@ class S3Rec(SASRec):
         check_choice("stage", stage, STAGES)
         self.stage = stage
 
+    def pretrain_draws(self, length, width, total_rows):
+        """The random draws of one pretraining batch of ``width`` positions, per row
+        (``length`` ``[B]``):
+        which items are masked, the segment's length and start, the donor row of the
+        negative segment (a shift in ``1 .. total_rows - 1`` from the row's own index
+        among the ``total_rows`` rows of the global batch) and where the donor's items
+        start. Drawn in one fixed order from torch's generator."""
+        batch, device = length.size(0), length.device
+        return {
+            "mask": torch.rand(batch, width, device=device),
+            "segment_length": torch.rand(batch, device=device),
+            "segment_start": torch.rand(batch, device=device),
+            "donor_shift": torch.randint(
+                1, max(total_rows, 2), (batch,), device=device
+            ),
+            "donor_start": torch.rand(batch, device=device),
+        }
+
     def pretrain_batch(self, interaction):
-        """Masks, segments and negative segments for every row, on tensors."""
+        """Masks, segments and negative segments for every row, on tensors.
+
+        The negative segment comes from another row of the global batch (every rank's
+        rows, in a distributed run)."""
         sequence, length = append_item(
             interaction[self.ITEM_SEQ],
             interaction[self.ITEM_SEQ_LEN],
@@ -247,16 +272,20 @@ class S3Rec(SASRec):
         rows = torch.arange(batch, device=device)
         positions = torch.arange(width, device=device)[None, :]
         real = positions < length[:, None]
+        all_sequence, offset = gather_rows(sequence)
+        all_length, _ = gather_rows(length)
+        total = all_sequence.size(0)
+        draws = self.pretrain_draws(length, width, total)
 
-        item_mask = (torch.rand(batch, width, device=device) < self.mask_ratio) & real
+        item_mask = (draws["mask"] < self.mask_ratio) & real
         item_mask[rows, length - 1] = True  # the last item is always masked
         masked_sequence = sequence.masked_fill(item_mask, self.mask_token)
 
         # a segment of 1 .. n // 2 items at a random start, for rows with n >= 2
-        has_segment = (length >= 2) & (batch > 1)
-        seg_len = 1 + (torch.rand(batch, device=device) * (length // 2)).long()
+        has_segment = (length >= 2) & (total > 1)
+        seg_len = 1 + (draws["segment_length"] * (length // 2)).long()
         seg_len = torch.minimum(seg_len, torch.clamp(length // 2, min=1))
-        start = (torch.rand(batch, device=device) * (length - seg_len + 1)).long()
+        start = (draws["segment_start"] * (length - seg_len + 1)).long()
         in_segment = (positions >= start[:, None]) & (
             positions < (start + seg_len)[:, None]
         )
@@ -266,13 +295,12 @@ class S3Rec(SASRec):
         pos_segment = sequence.masked_fill(outside, self.mask_token)
 
         # the negative: as many items of another row, from a random start, wrapping
-        shift = torch.randint(1, max(batch, 2), (batch,), device=device)
-        donor = (rows + shift) % batch
-        donor_len = length[donor]
-        donor_start = (torch.rand(batch, device=device) * donor_len).long()
-        offset = torch.clamp(positions - start[:, None], min=0)  # [B, L]
-        donor_pos = (donor_start[:, None] + offset) % donor_len[:, None]
-        donor_items = sequence[donor[:, None], donor_pos]
+        donor = (rows + offset + draws["donor_shift"]) % total
+        donor_len = all_length[donor]
+        donor_start = (draws["donor_start"] * donor_len).long()
+        shift = torch.clamp(positions - start[:, None], min=0)  # [B, L]
+        donor_pos = (donor_start[:, None] + shift) % donor_len[:, None]
+        donor_items = all_sequence[donor[:, None], donor_pos]
         neg_segment = torch.where(in_segment, donor_items, pos_segment)
         return PretrainBatch(
             sequence,
@@ -319,7 +347,7 @@ class S3Rec(SASRec):
         masked_output = item_output[batch.item_mask]  # [M, H]
         masked_items = batch.sequence[batch.item_mask]  # [M], ids >= 1
         mip_logits = self.mip_linear(masked_output) @ self.item_weight[1:].t()
-        mip = F.cross_entropy(mip_logits, masked_items - 1)
+        mip = cross_entropy(mip_logits, masked_items - 1)
 
         # SP: context vs its segment, the other sequence's segment as negative
         projected = self.sp_linear(context)
@@ -330,7 +358,12 @@ class S3Rec(SASRec):
             sp_logits, torch.zeros_like(batch.length), reduction="none"
         )
         has_segment = batch.has_segment
-        sp = sp_loss[has_segment].mean() if has_segment.any() else sp_loss.sum() * 0.0
+        if is_distributed():  # the mean over every rank's rows with a segment
+            sp = global_mean(sp_loss[has_segment])
+        elif has_segment.any():
+            sp = sp_loss[has_segment].mean()
+        else:
+            sp = sp_loss.sum() * 0.0
 
         if self.has_attributes:
             unmasked = (batch.sequence > 0) & ~batch.item_mask

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from recbole.utils.utils import get_local_time
 
-from recbole_ssl.checkpoint import LAST, load_checkpoint
+from recbole_ssl.checkpoint import LAST, load_checkpoint, load_from_rank0
 from recbole_ssl.distributed import broadcast_object
 from recbole_ssl.errors import ConfigError
 from recbole_ssl.trainer.trainer import Trainer
@@ -145,7 +145,8 @@ class S3RecTrainer(Trainer):
             ConfigError: no such file, not a checkpoint, or a tensor whose shape
                 differs from the model's (another dataset or architecture).
         """
-        state = load_checkpoint(path, "pre_model_path", self.device)["state_dict"]
+        # rank 0's file, sent to every rank (other machines have no copy)
+        state = load_from_rank0(path, "pre_model_path")["state_dict"]
         own = self.model.state_dict()
         mismatched = [
             f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})"

@@ -56,6 +56,7 @@ from recbole_ssl.checkpoint import (
     LAST,
     last_checkpoint_file,
     load_checkpoint,
+    load_from_rank0,
     save_checkpoint,
 )
 from recbole_ssl.distributed import broadcast_object, gather_objects, process_group
@@ -330,8 +331,19 @@ class PluginTrainerMixin:
 
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, **kwargs):
-        if load_best_model and not self.config["single_spec"]:
+        if load_best_model and eval_data and not self.config["single_spec"]:
+            # rank 0 reads the checkpoint it wrote and sends it to every rank: ranks
+            # on other machines have no copy of the file
             torch.distributed.barrier()  # rank 0 has finished writing the checkpoint
+            checkpoint_file = model_file or self.saved_model_file
+            checkpoint = load_from_rank0(checkpoint_file, "checkpoint")
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            self.logger.info(
+                f"Loading model structure and parameters from {checkpoint_file} "
+                "(rank 0's, sent to every rank)"
+            )
+            load_best_model = False
         return super().evaluate(
             eval_data, load_best_model=load_best_model, model_file=model_file, **kwargs
         )

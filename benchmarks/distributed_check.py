@@ -1,5 +1,5 @@
 """One global batch through one process and through two gloo processes: the loss and
-every parameter's gradient after DDP's averaging must agree. Shared by
+every parameter's gradient after DDP's averaging must agree. Used by
 tests/test_distributed.py and benchmarks/distributed_equivalence.py.
 
 Each of the two processes builds the same model (same seed) and the same first
@@ -8,7 +8,8 @@ on the whole batch, then joins a gloo process group, wraps the model in
 ``DistributedDataParallel`` the way RecBole's trainer does (``set_reduce_hook``,
 ``sync_grad_loss``) and computes its loss on its shard of the batch: rows
 ``rank, rank + 2, ...``, as RecBole's ``DistributedSampler`` deals them (so the
-shards may differ in size). Dropout is off; whatever else a model draws at random per
+shards may differ in size). The one-process batch holds the same rows in the ranks'
+order (the order in which ranks gather rows). Dropout is off; whatever else a model draws at random per
 row (augmented views, sampled negatives) is drawn once for the whole batch and each
 shard takes its rows' draws.
 """
@@ -52,6 +53,20 @@ def fix_random_draws(model, batch):
 
         model.augment_views = augment_views
 
+    if hasattr(model, "draw_cuts"):  # DSSRec's seq2seq cut per row
+        cuts = model.draw_cuts(batch[model.ITEM_SEQ_LEN])
+        model.draw_cuts = lambda lengths: cuts[current["rows"]]
+    if hasattr(model, "pretrain_draws"):  # S3-Rec's masks, segments and donors
+        draws = model.pretrain_draws(
+            batch[model.ITEM_SEQ_LEN], batch[model.ITEM_SEQ].size(1), len(batch)
+        )
+
+        def pretrain_draws(length, width, total_rows):
+            assert total_rows == len(batch)  # the donors index the global batch
+            return {key: value[current["rows"]] for key, value in draws.items()}
+
+        model.pretrain_draws = pretrain_draws
+
     def shard(rows):
         current["rows"] = rows
         return batch[rows]
@@ -71,7 +86,7 @@ def prepare_model(model, train_data, config):
         correlation.use_memory_based()
         model.set_item_correlation(correlation)
     intents = getattr(model, "intents", None)
-    if intents is not None:
+    if hasattr(intents, "estimate"):  # ICLRec's prototypes (DSSRec's is a method)
         dataset = train_data._dataset
         feat = dataset.inter_feat
         model.eval()
@@ -103,22 +118,29 @@ def loss_and_gradients(model, batch):
     return loss.detach(), grads
 
 
-def rank_main(rank, model_name, dataset, config_dict, port, queue):
+def rank_main(rank, model_name, dataset, config_dict, port, queue, stage=None):
     """One of the two processes; puts ``(loss diff, grad diff, worst parameter)`` (rank
     0) or None on ``queue``, or the error text."""
     try:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from conftest import build
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path.insert(0, here)
+        sys.path.insert(0, os.path.dirname(here))  # the repository, for recbole_ssl
+        from bench_probe import build
         from torch.nn.parallel import DistributedDataParallel
 
         torch.set_num_threads(1)
         config, model, train_data, _, _ = build(
             model_name, no_dropout(config_dict), dataset
         )
+        if stage is not None:
+            model.set_stage(stage)
         prepare_model(model, train_data, config)
         batch = next(iter(train_data))
         shard = fix_random_draws(model, batch)
-        one_loss, one_grads = loss_and_gradients(model, shard(torch.arange(len(batch))))
+        # the global batch in the ranks' order (rank 0's rows, then rank 1's), where
+        # a row's place matters (S3-Rec's donor rows); every other term ignores it
+        shards = [torch.arange(r, len(batch), WORLD) for r in range(WORLD)]
+        one_loss, one_grads = loss_and_gradients(model, shard(torch.cat(shards)))
 
         torch.distributed.init_process_group(
             "gloo", rank=rank, world_size=WORLD, init_method=f"tcp://127.0.0.1:{port}"
@@ -130,8 +152,7 @@ def rank_main(rank, model_name, dataset, config_dict, port, queue):
         ddp(torch.zeros(1))
         model.forward = forward
         sync = sum(torch.sum(p) * 0 for p in model.parameters())  # sync_grad_loss
-        rows = torch.arange(rank, len(batch), WORLD)
-        loss = total_loss(model, shard(rows))
+        loss = total_loss(model, shard(shards[rank]))
         (loss + sync).backward()
         total = loss.detach().clone()
         torch.distributed.all_reduce(total)
@@ -155,7 +176,7 @@ def rank_main(rank, model_name, dataset, config_dict, port, queue):
         queue.put((rank, traceback.format_exc()))
 
 
-def compare(model_name, dataset, config_dict, port):
+def compare(model_name, dataset, config_dict, port, stage=None):
     """``(loss diff, grad diff, worst parameter)`` of ``model_name`` over both ranks:
     the relative difference of the loss, and the largest over parameters of the
     largest gradient difference relative to that parameter's largest gradient."""
@@ -165,7 +186,7 @@ def compare(model_name, dataset, config_dict, port):
     queue = context.SimpleQueue()
     mp.spawn(
         rank_main,
-        args=(model_name, dataset, config_dict, port, queue),
+        args=(model_name, dataset, config_dict, port, queue, stage),
         nprocs=WORLD,
         join=True,
     )
