@@ -129,7 +129,9 @@ def rank_main(rank, model_name, dataset, config_dict, port, queue, stage=None):
         from torch.nn.parallel import DistributedDataParallel
 
         torch.set_num_threads(1)
-        sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
+        sys.argv = sys.argv[
+            :1
+        ]  # RecBole's Config reads --key=value from the command line
         config, model, train_data, _, _ = build(
             model_name, no_dropout(config_dict), dataset
         )
