@@ -61,23 +61,8 @@ def gather_objects(value):
 
 def gather_from_all_ranks(tensor):
     """Every rank's ``tensor`` concatenated along dim 0 in rank order (``tensor`` itself
-    if not distributed). Ranks may hold different numbers of rows."""
-    group = process_group()
-    if group is None:
-        return tensor
-    dist, device = torch.distributed, group[2]
-    local = tensor.detach().to(device).contiguous()
-    sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(group[1])]
-    dist.all_gather(sizes, torch.tensor([local.size(0)], device=device))
-    largest = int(max(size.item() for size in sizes))
-    padded = local.new_zeros(largest, *local.shape[1:])
-    padded[: local.size(0)] = local
-    gathered = [torch.zeros_like(padded) for _ in sizes]
-    dist.all_gather(gathered, padded)
-    parts = [
-        part[: int(size.item())] for part, size in zip(gathered, sizes, strict=True)
-    ]
-    return torch.cat(parts).to(tensor.device)
+    if not distributed), without gradients. Ranks may hold different numbers of rows."""
+    return gather_rows(tensor.detach())[0]
 
 
 def row_counts(count):
@@ -138,12 +123,13 @@ def global_mean(losses):
     DDP: each rank returns ``sum(its terms) * world_size / (all ranks' terms)``, so
     DDP's average of the ranks' gradients is the gradient of the mean over the global
     batch, the one-process objective, however unevenly the terms are spread over the
-    ranks. ``losses.mean()`` outside a distributed run."""
-    group = process_group()
-    if group is None:
-        return losses.mean()
-    total = sum(row_counts(losses.numel()))
-    return losses.sum() * (group[1] / max(total, 1))
+    ranks. ``losses.mean()`` outside a distributed run; 0 (still part of the graph)
+    when there are no terms at all."""
+    if process_group() is not None:
+        return global_average(losses.sum(), losses.numel())
+    if losses.numel() == 0:
+        return losses.sum() * 0.0
+    return losses.mean()
 
 
 def global_average(total, count):

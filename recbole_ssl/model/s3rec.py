@@ -12,7 +12,7 @@ from recbole_ssl.data.attributes import (
     attribute_targets,
     load_item_attributes,
 )
-from recbole_ssl.distributed import gather_rows, global_mean, is_distributed
+from recbole_ssl.distributed import gather_rows, global_mean
 from recbole_ssl.errors import check_choice, check_number
 from recbole_ssl.model.losses import cross_entropy
 from recbole_ssl.model.sasrec import SASRec
@@ -70,12 +70,7 @@ def info_nce(logits, positives):
     loss = torch.logaddexp(logits, neg_lse) - logits  # [N, C]
     count = positives.sum(1)
     per_row = (loss * positives).sum(1) / count.clamp(min=1)
-    scored = count > 0
-    if is_distributed():  # the mean over every rank's rows with a positive
-        return global_mean(per_row[scored])
-    if not scored.any():
-        return logits.sum() * 0.0
-    return per_row[scored].mean()
+    return global_mean(per_row[count > 0])  # every rank's rows with a positive
 
 
 class S3Rec(SASRec):
@@ -358,12 +353,7 @@ class S3Rec(SASRec):
             sp_logits, torch.zeros_like(batch.length), reduction="none"
         )
         has_segment = batch.has_segment
-        if is_distributed():  # the mean over every rank's rows with a segment
-            sp = global_mean(sp_loss[has_segment])
-        elif has_segment.any():
-            sp = sp_loss[has_segment].mean()
-        else:
-            sp = sp_loss.sum() * 0.0
+        sp = global_mean(sp_loss[has_segment])  # every rank's rows with a segment
 
         if self.has_attributes:
             unmasked = (batch.sequence > 0) & ~batch.item_mask
