@@ -142,11 +142,8 @@ class Config(RecBoleConfig):
                 check_integer(key, cfg[key], 1)
         check_number("learning_rate", cfg.get("learning_rate"), 0, low_open=True)
         for key, value in cfg.items():
-            if not key.endswith("dropout_prob") or value is None:
-                continue
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not (number and 0 <= value < 1):
-                raise ConfigError(f"{key} must be a number in [0, 1), got {value!r}")
+            if key.endswith("dropout_prob") and value is not None:
+                check_number(key, value, 0, 1, high_open=True)
         loss_type = cfg.get("loss_type")
         if loss_type is None:
             return

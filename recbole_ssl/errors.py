@@ -19,16 +19,18 @@ def check_integer(key, value, minimum):
         raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
 
 
-def check_number(key, value, low, high=None, low_open=False):
+def check_number(key, value, low, high=None, low_open=False, high_open=False):
     """Raise a :class:`ConfigError` naming ``key`` unless ``value`` is a real number
-    ``>= low`` (``> low`` with ``low_open``) and, if given, ``<= high``."""
+    ``>= low`` (``> low`` with ``low_open``) and, if given, ``<= high`` (``< high``
+    with ``high_open``)."""
     valid = isinstance(value, (int, float)) and not isinstance(value, bool)
     if valid:
         valid = value > low if low_open else value >= low
-        valid = valid and (high is None or value <= high)
+        if high is not None:
+            valid = valid and (value < high if high_open else value <= high)
     if not valid:
         if high is not None:
-            bound = f"in [{low}, {high}]"
+            bound = f"in [{low}, {high}{')' if high_open else ']'}"
         else:
             bound = f"{'>' if low_open else '>='} {low}"
         raise ConfigError(f"{key} must be a number {bound}, got {value!r}")
