@@ -200,3 +200,80 @@ def compare(model_name, dataset, config_dict, port, stage=None):
     loss_diff = max(r[1] for r in results)
     worst = max(results, key=lambda r: r[2])
     return loss_diff, worst[2], worst[3]
+
+
+def batch_rows(loader, epochs):
+    """Each batch's rows of ``loader`` over ``epochs`` passes, as lists of ``[user,
+    length, target]`` (training and full-sort evaluation batches alike; lists, which
+    outlive the process that sends them, where a tensor's shared memory does not)."""
+    batches = []
+    for _ in range(epochs):
+        for batch in loader:
+            interaction = batch[0] if isinstance(batch, tuple) else batch
+            batches.append(
+                torch.stack(
+                    [
+                        interaction["user_id"],
+                        interaction["item_length"],
+                        interaction["item_id"],
+                    ],
+                    dim=1,
+                ).tolist()
+            )
+    return batches
+
+
+def deal_main(rank, dataset, config_dict, port, queue, epochs=2):
+    """One of the two processes: the batches of the training (``epochs`` passes),
+    validation and test loaders, first of one process, then of this rank in a
+    distributed run; puts ``(rank, one process's, this rank's)`` on ``queue``, or
+    the error text."""
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path.insert(0, os.path.dirname(here))  # the repository, for recbole_ssl
+        from recbole_ssl.config import Config
+        from recbole_ssl.utils import create_dataset, data_preparation
+
+        torch.set_num_threads(1)
+        sys.argv = sys.argv[:1]
+        dealt = []
+        for distributed in (False, True):
+            settings = dict(config_dict, state="ERROR")
+            if distributed:
+                settings.update(
+                    local_rank=rank,
+                    world_size=WORLD,
+                    nproc=WORLD,
+                    offset=0,
+                    ip="127.0.0.1",
+                    port=str(port),
+                )
+            config = Config("SASRec", dataset, config_dict=settings)
+            loaders = data_preparation(config, create_dataset(config))
+            dealt.append(
+                [batch_rows(loaders[0], epochs)]
+                + [batch_rows(loader, 1) for loader in loaders[1:]]
+            )
+        torch.distributed.destroy_process_group()
+        queue.put((rank, *dealt))
+    except BaseException:
+        queue.put((rank, traceback.format_exc()))
+
+
+def deal(dataset, config_dict, port, epochs=2):
+    """``(one process's batches, [rank 0's batches, rank 1's])``, each a list of the
+    training, validation and test loaders' batches (see :func:`deal_main`)."""
+    import torch.multiprocessing as mp
+
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(
+        deal_main,
+        args=(dataset, config_dict, port, queue, epochs),
+        nprocs=WORLD,
+        join=True,
+    )
+    results = sorted((queue.get() for _ in range(WORLD)), key=lambda r: r[0])
+    for result in results:
+        if len(result) == 2:
+            raise RuntimeError(f"rank {result[0]} failed:\n{result[1]}")
+    return results[0][1], [result[2] for result in results]

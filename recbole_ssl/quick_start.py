@@ -342,10 +342,16 @@ def load_data_and_model(model_file, config_dict=None):
             "load RecBole checkpoints with recbole.quick_start.load_data_and_model"
         )
     saved = checkpoint["config"]
+    # one process evaluates: a distributed run's settings would wait for its ranks
+    settings = {
+        k: v
+        for k, v in checkpoint["external_config"].items()
+        if k not in DISTRIBUTED_KEYS
+    }
     config = build_config(
         saved["model"],
         saved["dataset"],
-        config_dict=dict(checkpoint["external_config"], **(config_dict or {})),
+        config_dict=dict(settings, **(config_dict or {})),
     )
     init_seed(config["seed"], config["reproducibility"])
     config.log_file = init_logger(config)

@@ -144,8 +144,11 @@ def create_dataset(config):
 
 def data_preparation(config, dataset):
     """RecBole's split and dataloaders; sequential full-sort evaluation then masks each
-    user's history (the papers' protocol), which RecBole skips for sequential models."""
-    from recbole_ssl.data.dataloader import history_masked
+    user's history (the papers' protocol), which RecBole skips for sequential models,
+    and in a distributed run every loader deals one process's batches over the ranks
+    (:func:`recbole_ssl.data.dataloader.global_batches`)."""
+    from recbole_ssl.data.dataloader import global_batches, history_masked
 
     train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
-    return train_data, history_masked(valid_data), history_masked(test_data)
+    loaders = train_data, history_masked(valid_data), history_masked(test_data)
+    return tuple(global_batches(loader) for loader in loaders)

@@ -4,22 +4,41 @@ import math
 
 import pytest
 from conftest import DATA_DIR, free_port, logged_test_result, run_script
-from distributed_check import compare
+from distributed_check import compare, deal
 from distributed_equivalence import CASES
 
-from recbole_ssl.quick_start import run
+from recbole_ssl.quick_start import evaluate_checkpoint, run
 from recbole_ssl.record import load
+
+
+def test_ranks_deal_the_batches_of_one_process(tiny_config):
+    """Each rank walks through one process's batches, in one process's order epoch
+    after epoch, and takes rows ``rank, rank + 2, ...`` of each: no row twice, none
+    left out, as many batches on each rank. RecBole's ``DistributedSampler`` pads the
+    rows with copies of the first ones and draws an order of its own."""
+    # 289 users, one training row each: batches of 9 and 8 leave one row at the end,
+    # so rank 1's last batch is empty, and batches of 9 split 5 + 4
+    config = dict(tiny_config, train_batch_size=9, eval_batch_size=8)
+    one, ranks = deal("tiny", config, free_port(), epochs=2)
+    for part, batches in enumerate(one):  # training (2 epochs), validation, test
+        for rank in (0, 1):
+            dealt = ranks[rank][part]
+            assert len(dealt) == len(batches)
+            for rows, own in zip(batches, dealt, strict=True):
+                assert own == rows[rank::2]
+        assert len(batches[-1]) == 1 and len(ranks[1][part][-1]) == 0
+    users = [row[0] for batch in one[0] for row in batch]
+    assert len(users) == 2 * 289 and len(set(users[:289])) == 289
+    assert users[:289] != users[289:]  # a new order each epoch
 
 
 @pytest.mark.slow
 def test_two_processes_on_cpu(tiny_config, tmp_path):
-    result = run(
-        "SASRec",
-        "tiny",
-        config_dict=dict(tiny_config, epochs=2),
-        nproc=2,
-        port=free_port(),
-    )
+    """A two-process run finishes with the metrics one process computes from its best
+    checkpoint, to the last digit: every user ranked once, all users' metrics at once
+    (289 users: the ranks' shares differ, and rank 1's last batches are empty)."""
+    config = dict(tiny_config, epochs=2, train_batch_size=9, eval_batch_size=8)
+    result = run("SASRec", "tiny", config_dict=config, nproc=2, port=free_port())
     assert result is not None
     values = list(result["test_result"].values())
     assert len(values) == 6 and all(math.isfinite(v) for v in values)
@@ -28,6 +47,30 @@ def test_two_processes_on_cpu(tiny_config, tmp_path):
     record = load(path)
     assert record["status"] == "finished" and record["setting"]["nproc"] == 2
     assert record["test"] == result["test_result"] and len(record["epochs"]) == 2
+    # one process, the same checkpoint (a distributed run's: evaluating it must not
+    # wait for ranks)
+    alone = evaluate_checkpoint(record["checkpoint"])
+    assert alone["test_result"] == result["test_result"]
+    assert alone["valid_result"] == record["best_valid"]
+
+
+@pytest.mark.slow
+def test_fewer_users_than_ranks(tiny_config, tmp_path):
+    """One user, two ranks: rank 1 has no row to train on or rank, and the run still
+    finishes, with one process's metrics."""
+    folder = tmp_path / "data" / "one"
+    folder.mkdir(parents=True)
+    rows = [f"1\t{item}\t{item}" for item in range(1, 26)]  # 25 items: top-20 fits
+    (folder / "one.inter").write_text(
+        "user_id:token\titem_id:token\ttimestamp:float\n" + "\n".join(rows) + "\n"
+    )
+    config = dict(tiny_config, data_path=str(tmp_path / "data"))
+    result = run("CL4SRec", "one", config_dict=config, nproc=2, port=free_port())
+    (path,) = (tmp_path / "results" / "runs" / "one").glob("*.json")
+    record = load(path)
+    assert record["status"] == "finished"
+    alone = evaluate_checkpoint(record["checkpoint"])
+    assert alone["test_result"] == result["test_result"]
 
 
 @pytest.mark.slow
@@ -61,6 +104,28 @@ def test_two_processes_optimise_the_one_process_objective(
     """On one global batch (of odd size: the shards differ), the loss and every
     parameter's gradient after DDP's averaging equal one process's (1e-5, relative)."""
     config = dict(tiny_config, train_batch_size=63, **settings)
+    loss_diff, grad_diff, worst = compare(model, "tiny", config, free_port(), stage)
+    assert loss_diff < 1e-5
+    assert grad_diff < 1e-5, worst
+
+
+# the models whose code once failed on a rank's empty share (a reshape of zero rows)
+EMPTY_SHARE_CASES = [
+    ("DSSRec", None, {}),
+    ("MMInfoRec", None, {"pred_step": 2}),
+    ("S3Rec", "pretrain", {}),
+]
+
+
+@pytest.mark.parametrize(
+    "model, stage, settings",
+    EMPTY_SHARE_CASES,
+    ids=[f"{m}-{stage or ''}" for m, stage, _ in EMPTY_SHARE_CASES],
+)
+def test_a_rank_with_no_rows(model, stage, settings, tiny_config):
+    """A global batch of one row: rank 1's share is empty, and the two ranks still
+    compute one process's loss and gradients."""
+    config = dict(tiny_config, train_batch_size=1, **settings)
     loss_diff, grad_diff, worst = compare(model, "tiny", config, free_port(), stage)
     assert loss_diff < 1e-5
     assert grad_diff < 1e-5, worst

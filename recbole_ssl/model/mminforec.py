@@ -275,7 +275,7 @@ class MMInfoRec(SASRec):
         z = z[:, 0]
         if self.item_encoding == "attcc":  # the id embedding beside g_enc's output
             z = torch.cat([tokens[:, 0], z], dim=-1)
-        return z.reshape(*items.shape, -1)
+        return z.reshape(*items.shape, z.size(-1))  # items may be empty
 
     def read_memory(self, context):
         """``g_m`` (Eq. 3) per ``memory_type``, then ``memory_dropout_prob`` (the

@@ -336,7 +336,7 @@ class S3Rec(SASRec):
         item_output = output[:n]
         last = (batch.length - 1).repeat(3)
         summaries = self.gather_indexes(output[n:], last)  # [3B, H]
-        context, pos_summary, neg_summary = summaries.split(n)
+        context, pos_summary, neg_summary = summaries.split([n, n, n])
 
         # MIP: masked position vs its item, every real item (not padding) a candidate
         masked_output = item_output[batch.item_mask]  # [M, H]

@@ -39,6 +39,12 @@
    from the same weights. After the last epoch the state is saved once more, marked
    ``finished``: resuming it only tests. Both checkpoints are written atomically.
    The epoch's seconds include this save (milliseconds on the benchmarks' models).
+8. Distributed evaluation computes every metric once over all users, as one process
+   does: each rank ranks its stride of the users, and :class:`GlobalCollector` hands
+   the evaluator every rank's rows. RecBole instead averages the ranks' metrics, each
+   already rounded to ``metric_decimal_place`` and weighted by what its ``evaluate``
+   counts as samples: 4 per full-sort batch (the length of the batch's tuple), not
+   the users in it.
 """
 
 import contextlib
@@ -48,6 +54,7 @@ import time
 
 import recbole.trainer.trainer as recbole_trainer_module
 import torch
+from recbole.evaluator import Collector
 from recbole.trainer import Trainer as RecBoleTrainer
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
@@ -59,7 +66,12 @@ from recbole_ssl.checkpoint import (
     load_from_rank0,
     save_checkpoint,
 )
-from recbole_ssl.distributed import broadcast_object, gather_objects, process_group
+from recbole_ssl.distributed import (
+    broadcast_object,
+    gather_from_all_ranks,
+    gather_objects,
+    process_group,
+)
 from recbole_ssl.errors import ConfigError
 from recbole_ssl.randomness import (
     generator_state,
@@ -98,6 +110,23 @@ def tensorboard_in(folder):
         recbole_trainer_module.get_tensorboard = recbole_get_tensorboard
 
 
+class GlobalCollector(Collector):
+    """RecBole's ``Collector`` whose data for the evaluator hold every rank's rows (in
+    rank order) in a distributed run, so every rank computes the metrics of all users
+    at once, as one process does."""
+
+    # what RecBole's collector gathers per evaluated row (it resets them after each
+    # evaluation); the rest (item counts, the model's tensors) is the same on every rank
+    ROW_KEYS = ("rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label")
+
+    def get_data_struct(self):
+        struct = super().get_data_struct()
+        for key in self.ROW_KEYS:
+            if key in struct:
+                struct[key] = gather_from_all_ranks(struct[key])
+        return struct
+
+
 class PluginTrainerMixin:
     """The plugin's fixes, for any RecBole trainer class (see the module docstring)."""
 
@@ -120,6 +149,8 @@ class PluginTrainerMixin:
         else:
             with tensorboard_in(config["tensorboard_dir"]):
                 super().__init__(config, model)
+        if distributed:
+            self.eval_collector = GlobalCollector(config)
         # the file name holds the local time: every rank loads the file rank 0 writes
         self.saved_model_file = broadcast_object(self.saved_model_file)
         self.last_model_file = last_checkpoint_file(self.saved_model_file)
@@ -347,6 +378,13 @@ class PluginTrainerMixin:
         return super().evaluate(
             eval_data, load_best_model=load_best_model, model_file=model_file, **kwargs
         )
+
+    def _map_reduce(self, result, num_sample):
+        """Every rank's ``result`` already covers all users (:class:`GlobalCollector`):
+        nothing left to reduce."""
+        if isinstance(self.eval_collector, GlobalCollector):
+            return result
+        return super()._map_reduce(result, num_sample)
 
 
 class Trainer(PluginTrainerMixin, RecBoleTrainer):
