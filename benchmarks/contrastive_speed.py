@@ -13,7 +13,9 @@ All with their YAML defaults (``sequence`` regime, CE, batch 256). CoSeRec's one
 ItemCF-IUF table and its per-epoch hybrid refresh (Eq. 11) are timed apart from its
 epochs. ICLRec's epochs include its E-step (encoding every sequence and k-means), which
 is also timed alone and printed as a share of the epoch. Prints seconds per epoch (mean of --epochs timed epochs), the ratio
-to SASRec, and one validation pass per model. Compare ratios from one run: this
+to SASRec, one validation pass (full sort) per model and its ratio to SASRec's, and
+the process's peak resident memory while the model trained and validated (dataset
+included; and peak CUDA memory on a GPU). Compare ratios from one run: this
 machine's absolute times vary with its load.
 """
 
@@ -27,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from bench_timing import time_epochs  # noqa: E402
+from bench_timing import memory_columns, memory_header, time_epochs  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
 from recbole_ssl import utils  # noqa: E402
@@ -76,8 +78,7 @@ def measure(model_name, dataset_name, epochs, extra):
         start = time.perf_counter()
         trainer.intent_e_step(train_data, trainer.intent_warm_up)
         extra_s["E-step"] = time.perf_counter() - start
-    epoch_s, eval_s = time_epochs(trainer, train_data, valid_data, epochs)
-    return epoch_s, eval_s, extra_s
+    return time_epochs(trainer, train_data, valid_data, epochs), extra_s
 
 
 def main():
@@ -96,16 +97,25 @@ def main():
     )
     specs = args.models.split(",")
     width = max(10, *(len(spec) + 1 for spec in specs))
-    print(f"{'model':<{width}}{'s/epoch':>10}{'vs SASRec':>11}{'eval s':>9}")
+    print(
+        f"{'model':<{width}}{'s/epoch':>10}{'vs SASRec':>11}{'eval s':>9}"
+        f"{'vs SASRec':>11}{memory_header()}"
+    )
     base = None
     for spec in specs:
         model_name, overrides = parse_model(spec)
-        epoch_s, eval_s, extra_s = measure(
+        timing, extra_s = measure(
             model_name, args.dataset, args.epochs, dict(extra, **overrides)
         )
-        base = epoch_s if spec == "SASRec" else base
-        ratio = f"{epoch_s / base:.2f}x" if base else "-"
-        print(f"{spec:<{width}}{epoch_s:>10.1f}{ratio:>11}{eval_s:>9.1f}", flush=True)
+        epoch_s = timing.epoch_s
+        base = timing if spec == "SASRec" else base
+        ratio = f"{epoch_s / base.epoch_s:.2f}x" if base else "-"
+        eval_ratio = f"{timing.eval_s / base.eval_s:.2f}x" if base else "-"
+        print(
+            f"{spec:<{width}}{epoch_s:>10.1f}{ratio:>11}{timing.eval_s:>9.1f}"
+            f"{eval_ratio:>11}" + memory_columns(timing),
+            flush=True,
+        )
         for name, seconds in extra_s.items():
             if name == "E-step":
                 share = seconds / epoch_s

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import recbole.data  # noqa: E402
 import torch  # noqa: E402
-from bench_timing import time_epochs  # noqa: E402
+from bench_timing import memory_columns, memory_header, time_epochs  # noqa: E402
 from recbole.model.sequential_recommender import SASRec as RecBoleSASRec  # noqa: E402
 from recbole.trainer import Trainer as RecBoleTrainer  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
@@ -55,8 +55,9 @@ def measure(setup, dataset_name, epochs, extra):
     )
     model = model_class(config, train_data._dataset).to(config["device"])
     trainer = trainer_class(config, model)
-    epoch_s, eval_s = time_epochs(trainer, train_data, valid_data, epochs)
-    return len(train_data._dataset), epoch_s, eval_s
+    return len(train_data._dataset), time_epochs(
+        trainer, train_data, valid_data, epochs
+    )
 
 
 def main():
@@ -73,12 +74,18 @@ def main():
         f"{torch.get_num_threads()} threads, {platform.machine()}, "
         f"{os.cpu_count()} cores"
     )
-    print(f"{'setup':<10}{'train rows':>12}{'s/epoch':>10}{'eval s':>9}")
+    print(
+        f"{'setup':<10}{'train rows':>12}{'s/epoch':>10}{'eval s':>9}{memory_header()}"
+    )
     seconds = {}
     for setup in args.setups.split(","):
-        rows, epoch_s, eval_s = measure(setup, args.dataset, args.epochs, extra)
-        seconds[setup] = epoch_s
-        print(f"{setup:<10}{rows:>12}{epoch_s:>10.1f}{eval_s:>9.1f}", flush=True)
+        rows, timing = measure(setup, args.dataset, args.epochs, extra)
+        seconds[setup] = timing.epoch_s
+        print(
+            f"{setup:<10}{rows:>12}{timing.epoch_s:>10.1f}{timing.eval_s:>9.1f}"
+            + memory_columns(timing),
+            flush=True,
+        )
     for slow, fast in (("recbole", "sequence"), ("prefix", "sequence")):
         if slow in seconds and fast in seconds:
             print(

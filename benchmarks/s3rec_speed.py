@@ -25,7 +25,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import torch  # noqa: E402
-from bench_timing import time_epochs  # noqa: E402
+from bench_timing import memory_columns, memory_header, time_epochs  # noqa: E402
 from recbole.model.sequential_recommender import S3Rec as CoreS3Rec  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
@@ -97,7 +97,7 @@ def main():
     for name in ("plugin sequence", "plugin prefix"):
         print(f"RecBole core / {name} per epoch: {core_s / per_epoch[name]:.1f}x")
 
-    print(f"\n{'finetuning':<16}{'s/epoch':>10}{'eval s':>9}")
+    print(f"\n{'finetuning':<16}{'s/epoch':>10}{'eval s':>9}{memory_header()}")
     finetune = {}
     for name in ("SASRec", "S3Rec"):
         config, model, train_data, valid_data = prepare(name, args.dataset, paths)
@@ -105,8 +105,12 @@ def main():
         if name == "S3Rec":
             trainer.start_finetuning()
         finetune[name] = time_epochs(trainer, train_data, valid_data, 1)
-        print(f"{name:<16}{finetune[name][0]:>10.1f}{finetune[name][1]:>9.1f}")
-    ratio = finetune["S3Rec"][0] / finetune["SASRec"][0]
+        timing = finetune[name]
+        print(
+            f"{name:<16}{timing.epoch_s:>10.1f}{timing.eval_s:>9.1f}"
+            + memory_columns(timing)
+        )
+    ratio = finetune["S3Rec"].epoch_s / finetune["SASRec"].epoch_s
     print(f"S3Rec finetune / SASRec per epoch: {ratio:.2f}x")
 
 

@@ -65,9 +65,11 @@ def test_regime_speed_benchmark_runs(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     table = [line.split() for line in out.stdout.splitlines()]
     rows = {
-        cells[0]: cells for cells in table if len(cells) == 4 and cells[1].isdigit()
+        cells[0]: cells for cells in table if len(cells) == 5 and cells[1].isdigit()
     }
     assert int(rows["sequence"][1]) == 289  # one row per user
+    # the process's peak resident MiB: above the interpreter with torch, below 24 GiB
+    assert all(100 < float(cells[4]) < 24 * 1024 for cells in rows.values())
     assert int(rows["prefix"][1]) == int(rows["recbole"][1]) > 289
     assert "prefix / sequence time per epoch:" in out.stdout
 
@@ -81,11 +83,13 @@ def test_contrastive_speed_benchmark_runs(tmp_path):
     rows = {
         cells[0]: cells
         for cells in map(str.split, out.stdout.splitlines())
-        if len(cells) == 4 and cells[2].endswith("x")
+        if len(cells) == 6 and cells[2].endswith("x")
     }
     assert set(rows) == {"SASRec", "CL4SRec", "CoSeRec", "ICLRec"}
-    assert rows["SASRec"][2] == "1.00x"
-    assert all(float(rows[m][1]) > 0 for m in rows)
+    assert rows["SASRec"][2] == rows["SASRec"][4] == "1.00x"  # epoch, evaluation
+    assert all(float(rows[m][1]) > 0 and float(rows[m][3]) > 0 for m in rows)
+    # the process's peak resident MiB: above the interpreter with torch, below 24 GiB
+    assert all(100 < float(rows[m][5]) < 24 * 1024 for m in rows)
     assert "CoSeRec ItemCF-IUF table:" in out.stdout
     assert "CoSeRec hybrid refresh:" in out.stdout
     assert re.search(r"ICLRec E-step: [0-9.]+ s \([0-9.]+% of its epoch\)", out.stdout)
@@ -169,13 +173,19 @@ def test_s3rec_speed_benchmark_runs(tmp_path):
     rows = {
         " ".join(cells[:2]): cells
         for cells in map(str.split, out.stdout.splitlines())
-        if len(cells) == 5
+        if len(cells) == 5 and not cells[0].startswith("#")
     }
     assert set(rows) == {"RecBole core", "plugin sequence", "plugin prefix"}
     assert int(rows["plugin prefix"][2]) == int(rows["RecBole core"][2]) > 289
     assert int(rows["plugin sequence"][2]) == 289
     assert re.search(r"RecBole core / plugin sequence per epoch: [0-9.]+x", out.stdout)
     assert re.search(r"S3Rec finetune / SASRec per epoch: [0-9.]+x", out.stdout)
+    finetune = [
+        cells
+        for cells in map(str.split, out.stdout.splitlines())
+        if len(cells) == 4 and cells[0] in ("SASRec", "S3Rec")
+    ]
+    assert len(finetune) == 2 and all(100 < float(c[3]) < 24 * 1024 for c in finetune)
 
 
 def test_speed_benchmark_takes_other_models_and_two_settings_of_one(tmp_path):
