@@ -1,0 +1,84 @@
+"""Losses, gradients and scores of a model on one fixed batch of the tiny dataset, kept
+so that a change made for speed can be shown to compute the same thing.
+
+    python tests/loss_reference.py [NAME ...]   # (re)write tests/data/reference/NAME.pt
+
+Each reference is what the code computed when it was written: the loss parts of the
+first training batch (drawn from a fixed seed), every parameter's gradient of their
+sum, and the full-sort scores of the first validation rows.
+``tests/test_loss_reference.py`` recomputes them and compares (1e-5, relative). Rewrite
+a reference only when a change is meant to alter the computation, and say so in the
+commit.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "benchmarks"))
+sys.path.insert(0, str(HERE.parent))
+
+import torch  # noqa: E402
+from bench_probe import build  # noqa: E402
+from recbole.utils import init_seed  # noqa: E402
+
+REFERENCE_DIR = HERE / "data" / "reference"
+DATA_DIR = HERE / "data"
+SCORED_ROWS = 8
+# name: (model, settings)
+REFERENCES = {
+    "DSSRec": ("DSSRec", {}),
+    "MMInfoRec": ("MMInfoRec", {}),
+}
+
+
+def compute(model_name, settings):
+    """``{"losses", "grads", "scores"}`` of ``model_name`` with ``settings`` on the
+    tiny dataset (see the module docstring)."""
+    config_dict = dict(
+        settings,
+        data_path=str(DATA_DIR),
+        state="ERROR",
+        show_progress=False,
+        train_batch_size=64,
+    )
+    config, model, train_data, valid_data, _ = build(model_name, config_dict, "tiny")
+    torch.autograd.set_detect_anomaly(False)  # as the trainers (RecBole's sine.py)
+    batch = next(iter(train_data))
+    init_seed(config["seed"], True)  # what the loss draws (dropout, cuts, views)
+    model.train()
+    losses = model.calculate_loss(batch)
+    losses = tuple(losses) if isinstance(losses, tuple) else (losses,)
+    sum(losses).backward()
+    grads = {
+        name: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().clone()
+        for name, p in model.named_parameters()
+    }
+    model.eval()
+    with torch.no_grad():
+        interaction = next(iter(valid_data))[0][torch.arange(SCORED_ROWS)]
+        scores = model.full_sort_predict(interaction)
+    return {
+        "losses": torch.stack([loss.detach() for loss in losses]),
+        "grads": grads,
+        "scores": scores.detach().clone(),
+    }
+
+
+def path(name):
+    return REFERENCE_DIR / f"{name}.pt"
+
+
+def main(names):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
+    REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
+    for name in names or sorted(REFERENCES):
+        torch.save(compute(*REFERENCES[name]), path(name))
+        print(f"wrote {path(name)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
