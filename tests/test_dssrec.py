@@ -301,3 +301,27 @@ def test_bad_config_is_one_clear_line(tmp_path, option, message):
         option,
     )
     assert_one_clear_line(out, message)
+
+
+def test_best_part_scores_match_max_over_parts_with_ties():
+    """Scores and gradients as ``max(dim)`` over the parts' products gives them, a
+    tie (two equal parts) included: the first tied part takes the gradient."""
+    from recbole_ssl.model.dssrec import BestPartScores
+
+    torch.manual_seed(0)
+    parts = torch.randn(6, 3, 4, dtype=torch.double)
+    parts[:, 2] = parts[:, 0]  # every score of part 2 ties with part 0's
+    weight = torch.randn(9, 4, dtype=torch.double)
+    upstream = torch.randn(6, 9, dtype=torch.double)
+    results = []
+    for scores_of in (
+        BestPartScores.apply,
+        lambda p, w: (p @ w.t()).max(1).values,
+    ):
+        p, w = parts.clone().requires_grad_(), weight.clone().requires_grad_()
+        scores = scores_of(p, w)
+        (scores * upstream).sum().backward()
+        results.append((scores.detach(), p.grad, w.grad))
+    for ours, torch_max in zip(*results, strict=True):
+        assert torch.allclose(ours, torch_max)
+    assert results[0][1][:, 2].abs().sum() == 0  # the later tied part gets nothing
