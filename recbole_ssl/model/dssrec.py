@@ -128,10 +128,17 @@ class BestPartScores(torch.autograd.Function):
         scores = (parts.reshape(n * k, dim) @ weight.t()).view(n, k, weight.size(0))
         best = scores.amax(1)
         ctx.save_for_backward(parts, weight, scores, best)
+        ctx.spent = False
         return best
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.spent:
+            raise RuntimeError(
+                "DSSRec's BestPartScores reuses its saved products in its backward: "
+                "one backward per forward (retain_graph is not supported)"
+            )
+        ctx.spent = True
         parts, weight, scores, best = ctx.saved_tensors
         n, k, dim = parts.shape
         won = scores.eq_(best[:, None])  # 1 where a part's score is the maximum
