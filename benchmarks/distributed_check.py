@@ -107,15 +107,35 @@ def total_loss(model, batch):
     return sum(losses) if isinstance(losses, tuple) else losses
 
 
+def gradients(model):
+    """``{name: a copy of the parameter's gradient}``, zeros where it has none."""
+    return {
+        name: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
+        for name, p in model.named_parameters()
+    }
+
+
+def gradient_difference(grads, reference):
+    """``(largest relative difference, worst parameter or None)`` of ``grads`` against
+    ``reference`` (both ``{name: gradient}``): per parameter the largest difference
+    over the reference's largest entry. A parameter whose gradient is zero in exact
+    arithmetic (a key bias: softmax ignores a shift of all its logits) holds rounding
+    noise only; its scale is floored at FLOOR times the largest entry of the model."""
+    largest = max(g.abs().max().item() for g in reference.values())
+    worst, difference = None, 0.0
+    for name, expected in reference.items():
+        scale = max(expected.abs().max().item(), FLOOR * largest, 1e-30)
+        diff = (grads[name] - expected).abs().max().item() / scale
+        if diff > difference:
+            worst, difference = name, diff
+    return difference, worst
+
+
 def loss_and_gradients(model, batch):
     model.zero_grad()
     loss = total_loss(model, batch)
     loss.backward()
-    grads = {
-        name: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
-        for name, p in model.named_parameters()
-    }
-    return loss.detach(), grads
+    return loss.detach(), gradients(model)
 
 
 def rank_main(rank, model_name, dataset, config_dict, port, queue, stage=None):
@@ -162,17 +182,7 @@ def rank_main(rank, model_name, dataset, config_dict, port, queue, stage=None):
         loss_diff = abs(total.item() / WORLD - one_loss.item()) / max(
             abs(one_loss.item()), 1e-12
         )
-        worst, grad_diff = None, 0.0
-        # a parameter whose gradient is zero in exact arithmetic (a key bias: softmax
-        # ignores a shift of all its logits) holds rounding noise only; its scale is
-        # floored at FLOOR times the largest gradient entry of the model
-        largest = max(g.abs().max().item() for g in one_grads.values())
-        for name, p in model.named_parameters():
-            grad = p.grad if p.grad is not None else torch.zeros_like(p)
-            scale = max(one_grads[name].abs().max().item(), FLOOR * largest, 1e-30)
-            diff = (grad - one_grads[name]).abs().max().item() / scale
-            if diff > grad_diff:
-                worst, grad_diff = name, diff
+        grad_diff, worst = gradient_difference(gradients(model), one_grads)
         torch.distributed.destroy_process_group()
         queue.put((rank, loss_diff, grad_diff, worst))
     except BaseException:

@@ -21,6 +21,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import torch  # noqa: E402
 from bench_probe import build  # noqa: E402
+from distributed_check import gradients  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
 REFERENCE_DIR = HERE / "data" / "reference"
@@ -51,17 +52,13 @@ def compute(model_name, settings):
     losses = model.calculate_loss(batch)
     losses = tuple(losses) if isinstance(losses, tuple) else (losses,)
     sum(losses).backward()
-    grads = {
-        name: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().clone()
-        for name, p in model.named_parameters()
-    }
     model.eval()
     with torch.no_grad():
         interaction = next(iter(valid_data))[0][torch.arange(SCORED_ROWS)]
         scores = model.full_sort_predict(interaction)
     return {
         "losses": torch.stack([loss.detach() for loss in losses]),
-        "grads": grads,
+        "grads": gradients(model),
         "scores": scores.detach().clone(),
     }
 
