@@ -148,7 +148,7 @@ class BestPartScores(torch.autograd.Function):
                 rows, items = tied.nonzero(as_tuple=True)
                 ties = won[rows, :, items]  # [T, K]
                 won[rows, :, items] = ties * (ties.cumsum(1) == 1)
-        share = won.mul_(grad[:, None]).view(n * k, -1)  # each part's gradient
+        share = won.mul_(grad[:, None]).view(n * k, weight.size(0))  # n may be 0
         grad_parts = grad_weight = None
         if ctx.needs_input_grad[0]:
             grad_parts = (share @ weight).view(n, k, dim)
