@@ -81,6 +81,12 @@ def measure(model_name, dataset_name, epochs, extra):
     return time_epochs(trainer, train_data, valid_data, epochs), extra_s
 
 
+def figure(seconds):
+    """Three significant digits, never rounded to zero (tiny CI data evaluates in
+    milliseconds) and never in exponent form (a long epoch prints as 890)."""
+    return f"{seconds:.3g}" if seconds < 100 else f"{seconds:.0f}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", default="amazon-beauty")
@@ -112,7 +118,7 @@ def main():
         ratio = f"{epoch_s / base.epoch_s:.2f}x" if base else "-"
         eval_ratio = f"{timing.eval_s / base.eval_s:.2f}x" if base else "-"
         print(
-            f"{spec:<{width}}{epoch_s:>10.1f}{ratio:>11}{timing.eval_s:>9.1f}"
+            f"{spec:<{width}}{figure(epoch_s):>10}{ratio:>11}{figure(timing.eval_s):>9}"
             f"{eval_ratio:>11}" + memory_columns(timing),
             flush=True,
         )
