@@ -7,6 +7,8 @@ contrasts every rank's rows (:func:`recbole_ssl.distributed.gather_rows`,
 process optimises on the whole batch; one process takes the plain code path.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -210,19 +212,36 @@ def mince(
     instances, offset = gather_rows(instances)
     instance_items, _ = gather_rows(instance_items)
     n, q, dim = instances.shape
-    logits = predictions @ instances.reshape(n * q, dim).t() / temperature  # [P, N*q]
-    same = (targets[:, None] == instance_items[None, :]).repeat_interleave(q, dim=1)
-    if multi:
-        positive, candidate = same, torch.ones_like(same)
-    else:
-        own = torch.arange(predictions.size(0), device=same.device)
-        positive = torch.zeros_like(same)
-        positive[own, own + offset] = True  # instance p is prediction p's own
-        candidate = ~same | positive
-    neg_inf = torch.finfo(logits.dtype).min
-    all_lse = torch.logsumexp(logits.masked_fill(~candidate, neg_inf), dim=1)
-    pos_lse = torch.logsumexp(logits.masked_fill(~positive, neg_inf), dim=1)
-    return global_mean(all_lse - pos_lse)
+    predictions = predictions / temperature  # [P, D], cheaper than dividing the logits
+    logits = predictions @ instances.reshape(n * q, dim).t()  # [P, N*q]
+    if multi:  # every instance is a candidate; the few positives are scored apart
+        rows, cols = (targets[:, None] == instance_items[None, :]).nonzero(
+            as_tuple=True
+        )
+        positive = (predictions[rows, None] * instances[cols]).sum(-1)  # [pairs, q]
+        return global_mean(
+            torch.logsumexp(logits, dim=1)
+            - _row_logsumexp(positive, rows, len(targets))
+        )
+    # Eq. 5 (q is 1 here): prediction p's positive is its own instance, the other
+    # instances of its item are no candidates at all
+    own = torch.arange(len(targets), device=logits.device)
+    others = targets[:, None] == instance_items[None, :]
+    others[own, own + offset] = False
+    all_lse = torch.logsumexp(
+        logits.masked_fill(others, torch.finfo(logits.dtype).min), dim=1
+    )
+    return global_mean(all_lse - logits[own, own + offset])
+
+
+def _row_logsumexp(values, rows, n_rows):
+    """``out[r] = logsumexp(values[rows == r].flatten())`` for ``values`` ``[K, q]``
+    grouped by ``rows`` ``[K]``; ``-inf`` for a row with no values.  # [n_rows]"""
+    top = values.new_full((n_rows,), -math.inf)
+    top = top.scatter_reduce(0, rows, values.detach().amax(1), "amax")
+    finite = top.clamp_min(torch.finfo(values.dtype).min)  # rows without values
+    shifted = (values - finite[rows, None]).exp().sum(1)
+    return finite + values.new_zeros(n_rows).index_add(0, rows, shifted).log()
 
 
 def _reduce(loss, reduction):

@@ -12,6 +12,7 @@ from torch import nn
 from recbole_ssl.data.attributes import attribute_fields, load_item_attributes
 from recbole_ssl.distributed import row_counts
 from recbole_ssl.errors import ConfigError, check_choice, check_integer, check_number
+from recbole_ssl.model.layers import first_token_output
 from recbole_ssl.model.losses import SIMILARITIES, cross_entropy, mince
 from recbole_ssl.model.sasrec import SASRec
 
@@ -271,8 +272,10 @@ class MMInfoRec(SASRec):
             present = torch.cat([present, ids > 0], dim=1)
         hidden = self.attribute_dropout(self.attribute_norm(tokens))
         mask = torch.where(present[:, None, None, :], 0.0, -10000.0)
-        z = self.attribute_encoder(hidden, mask, output_all_encoded_layers=False)[-1]
-        z = z[:, 0]
+        *layers, last = self.attribute_encoder.layer
+        for layer in layers:
+            hidden = layer(hidden, mask)
+        z = first_token_output(last, hidden, mask)  # only the item token is read
         if self.item_encoding == "attcc":  # the id embedding beside g_enc's output
             z = torch.cat([tokens[:, 0], z], dim=-1)
         return z.reshape(*items.shape, z.size(-1))  # items may be empty
@@ -288,7 +291,12 @@ class MMInfoRec(SASRec):
         )
 
     def contexts(self, item_seq):
-        """``c_t`` at every position (``g_ta`` over ``g_enc`` of the items).  # [B, L, D]"""
+        """``c_t`` at every position (``g_ta`` over ``g_enc`` of the items).  # [B, L, D]
+
+        In evaluation ``g_enc`` has no dropout, so the items' ``z`` are read from the
+        table the scoring encodes once, not encoded again at every position."""
+        if not self.training:
+            return self.encode(item_seq, item_emb=self.item_table()[item_seq])
         real = item_seq > 0
         z = torch.zeros(*item_seq.shape, self.latent_size, device=item_seq.device)
         z[real] = self.encode_items(item_seq[real])
@@ -303,9 +311,9 @@ class MMInfoRec(SASRec):
         ce_temperature`` with ``latents`` the items' ``z`` of this batch."""
         if self.similarity == "cos":
             predicted = F.normalize(predicted, dim=-1)
-        logits = predicted @ latents.t() / self.ce_temperature  # [P, n_items]
-        logits[:, 0] = torch.finfo(logits.dtype).min  # the padding item
-        return cross_entropy(logits, truth)
+        # the real items only (the padding is no candidate): ids shift down by one
+        logits = (predicted / self.ce_temperature) @ latents[1:].t()  # [P, n_items - 1]
+        return cross_entropy(logits, truth - 1)
 
     def next_item_sampled(self, interaction, targets, predicted, latents):
         """``next_item_ce`` with ``loss_type`` BCE or BPR: the same scores, for each
@@ -374,21 +382,26 @@ class MMInfoRec(SASRec):
 
     # ------------------------------------------------------------------ prediction
 
-    def item_latents(self):
-        """``z`` of every item (unit length with ``mince_similarity: cos``), dropout
-        off, computed once per evaluation.  # [n_items, D]"""
+    def item_table(self):
+        """``z`` of every item (row 0, the padding, zero). In training a fresh dropout
+        pass; in evaluation computed once and kept until the model trains again.
+        # [n_items, D]"""
         if self._item_cache is None or self.training:
             items = torch.arange(
                 1, self.n_items, device=self.item_embedding.weight.device
             )
             parts = [self.encode_items(chunk) for chunk in items.split(4096)]
-            latents = torch.cat([torch.zeros_like(parts[0][:1]), *parts])
-            if self.similarity == "cos":  # the padding row stays 0
-                latents = F.normalize(latents, dim=-1)
+            table = torch.cat([torch.zeros_like(parts[0][:1]), *parts])
             if self.training:
-                return latents
-            self._item_cache = latents
+                return table
+            self._item_cache = table
         return self._item_cache
+
+    def item_latents(self):
+        """The items' ``z`` as scored: ``item_table()``, unit length with
+        ``mince_similarity: cos`` (the padding row stays 0).  # [n_items, D]"""
+        table = self.item_table()
+        return F.normalize(table, dim=-1) if self.similarity == "cos" else table
 
     def forward(self, item_seq, item_seq_len):
         context = self.gather_indexes(self.contexts(item_seq), item_seq_len - 1)
