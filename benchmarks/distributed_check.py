@@ -67,6 +67,16 @@ def fix_random_draws(model, batch):
 
         model.pretrain_draws = pretrain_draws
 
+    negatives = getattr(model, "negatives", None)
+    if hasattr(negatives, "log_q"):  # SSM: negatives shared by the batch, per batch
+        sample = negatives.sample
+
+        def first_draw(num, device):  # each loss here is a run's first batch: every
+            negatives.generator = None  # rank's sampler starts from the seed
+            return sample(num, device)
+
+        negatives.sample = first_draw
+
     def shard(rows):
         current["rows"] = rows
         return batch[rows]

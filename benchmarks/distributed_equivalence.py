@@ -24,6 +24,7 @@ from distributed_check import compare  # noqa: E402
 
 CASES = [
     ("SASRec", None, {}),
+    ("SASRec", None, {"loss_type": "SSM", "train_neg_num": 16}),
     ("CL4SRec", None, {}),
     ("CoSeRec", None, {}),
     ("ICLRec", None, {}),

@@ -24,14 +24,14 @@ from pathlib import Path
 import torch
 from recbole.config import Config as RecBoleConfig
 
-from recbole_ssl.errors import ConfigError, check_choice, check_integer, check_number
+from recbole_ssl.errors import ConfigError, check_integer, check_number
+from recbole_ssl.model.abstract_recommender import check_loss_type
 from recbole_ssl.utils import SHIPPED_DATA_DIR, get_model
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROPERTIES_DIR = PACKAGE_DIR / "properties"
 
 TRAIN_MODES = ("prefix", "sequence")
-PLUGIN_LOSSES = ("CE", "BCE", "BPR")  # recbole_ssl.model.abstract_recommender
 RECBOLE_LOSSES = ("CE", "BPR")  # RecBole's sequential models
 # keys whose value must be an integer >= 1
 POSITIVE_INTEGERS = (
@@ -148,7 +148,7 @@ class Config(RecBoleConfig):
         if loss_type is None:
             return
         if getattr(self.model_class, "supports_sequence_mode", False):
-            check_choice("loss_type", loss_type, PLUGIN_LOSSES)
+            check_loss_type(self.model, loss_type, self.model_class.loss_types)
             return
         if loss_type == "BCE":
             raise ConfigError(

@@ -137,7 +137,7 @@ CONFIG_CASES = [
     ("--hidden_dropout_prob=1", ["hidden_dropout_prob must be a number in [0, 1)"]),
     ("--attn_dropout_prob=-0.1", ["attn_dropout_prob must be a number in [0, 1)"]),
     ("--MAX_ITEM_LIST_LENGTH=0", ["MAX_ITEM_LIST_LENGTH must be an integer >= 1"]),
-    ("--loss_type=Hinge", ["loss_type must be one of ['CE', 'BCE', 'BPR']"]),
+    ("--loss_type=Hinge", ["loss_type must be one of ['CE', 'BCE', 'BPR', 'SSM']"]),
     ("--train_mode=all", ["'train_mode' must be one of"]),
     (
         "--model=GRU4Rec --train_mode=prefix --loss_type=BPR",

@@ -8,12 +8,31 @@ RecBole does; ``sequence`` scores every real position of a user's longest prefix
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 
-from recbole_ssl.errors import check_choice, check_integer
-from recbole_ssl.model.losses import bce_next_item, bpr_next_item, cross_entropy
-from recbole_ssl.model.negatives import NegativeSampler
+from recbole_ssl.errors import ConfigError, check_choice, check_integer
+from recbole_ssl.model.losses import (
+    bce_next_item,
+    bpr_next_item,
+    cross_entropy,
+    sampled_softmax,
+)
+from recbole_ssl.model.negatives import (
+    SSM_DISTRIBUTIONS,
+    NegativeSampler,
+    SharedNegativeSampler,
+)
 from recbole_ssl.randomness import generator_from_state, generator_state
 
-LOSS_TYPES = ("CE", "BCE", "BPR")
+LOSS_TYPES = ("CE", "BCE", "BPR", "SSM")
+
+
+def check_loss_type(model, loss_type, allowed):
+    """One line naming ``loss_type`` when ``model`` cannot train with it."""
+    if loss_type in LOSS_TYPES and loss_type not in allowed:
+        raise ConfigError(
+            f"loss_type {loss_type!r} is not one {model} can train with (its "
+            f"next-item loss is its own): use one of {list(allowed)}"
+        )
+    check_choice("loss_type", loss_type, allowed)
 
 
 class SequentialSSLRecommender(SequentialRecommender):
@@ -21,18 +40,20 @@ class SequentialSSLRecommender(SequentialRecommender):
 
     Subclasses encode a batch into ``[B, L, H]`` position outputs and call
     :meth:`next_item_loss`. Config keys read: ``train_mode``, ``loss_type``,
+    ``ssm_distribution``, ``ssm_logq`` (SSM),
     ``train_neg_num``, ``seed``.
     """
 
     supports_sequence_mode = True
+    loss_types = LOSS_TYPES  # a model whose next-item loss is its own may take fewer
 
     def __init__(self, config, dataset):
         loss_type = config["loss_type"]
-        check_choice("loss_type", loss_type, LOSS_TYPES)
+        check_loss_type(type(self).__name__, loss_type, self.loss_types)
         # RecBole's SASRec.__init__ (below this class in its models' order) rejects
         # any loss but BPR and CE; its loss object is never used here, so under BCE
-        # it builds its layers with BPR's name, and the config gets BCE back
-        if loss_type == "BCE":
+        # or SSM it builds its layers with BPR's name, and the config gets ours back
+        if loss_type in ("BCE", "SSM"):
             config["loss_type"] = "BPR"
         try:
             super().__init__(config, dataset)
@@ -41,7 +62,19 @@ class SequentialSSLRecommender(SequentialRecommender):
         self.train_mode = config["train_mode"]
         self.loss_type = loss_type
         self.negatives = None  # the sampled losses' NegativeSampler
-        if self.loss_type != "CE":
+        if self.loss_type == "SSM":
+            check_integer("train_neg_num", config["train_neg_num"], 1)
+            check_choice(
+                "ssm_distribution", config["ssm_distribution"], SSM_DISTRIBUTIONS
+            )
+            check_choice("ssm_logq", config["ssm_logq"], (True, False))
+            self.train_neg_num = config["train_neg_num"]
+            self.ssm_logq = config["ssm_logq"]
+            # seeded without the rank: every rank draws the batch's same negatives
+            self.negatives = SharedNegativeSampler.from_dataset(
+                dataset, config["ssm_distribution"], seed=config["seed"] or 0
+            )
+        elif self.loss_type != "CE":
             check_integer("train_neg_num", config["train_neg_num"], 1)
             self.train_neg_num = config["train_neg_num"]
             rank = config["local_rank"] if "local_rank" in config else 0
@@ -112,11 +145,32 @@ class SequentialSSLRecommender(SequentialRecommender):
         if self.loss_type == "CE":
             logits = output @ item_weight.t()  # [N, n_items]
             return cross_entropy(logits, target, reduction=reduction)
+        if self.loss_type == "SSM":
+            return self.sampled_softmax_loss(output, target, item_weight, reduction)
         return self.sampled_next_item_loss(
             interaction,
             targets,
             lambda items: torch.einsum("nh,nmh->nm", output, item_weight[items]),
             reduction,
+        )
+
+    def sampled_softmax_loss(self, output, target, item_weight, reduction="mean"):
+        """``loss_type: SSM``: each scored position's target against ``train_neg_num``
+        negatives drawn once for the batch (:class:`SharedNegativeSampler`), scores
+        ``output . item_weight``, the logQ correction with ``ssm_logq``. ``output``
+        ``[N, H]``, ``target`` ``[N]``."""
+        negatives = self.negatives.sample(self.train_neg_num, output.device)  # [m]
+        pos_score = (output * item_weight[target]).sum(-1)  # [N]
+        neg_score = output @ item_weight[negatives].t()  # [N, m]
+        log_q = {}
+        if self.ssm_logq:
+            log_q = {
+                "pos_log_q": self.negatives.log_q(target),
+                "neg_log_q": self.negatives.log_q(negatives),
+            }
+        accidental = target[:, None] == negatives[None, :]
+        return sampled_softmax(
+            pos_score, neg_score, accidental, reduction=reduction, **log_q
         )
 
     def sampled_next_item_loss(self, interaction, targets, score, reduction="mean"):

@@ -212,6 +212,7 @@ class DSSRec(SASRec):
     """
 
     loss_parts = DSSRecLoss
+    loss_types = ("CE", "BCE", "BPR")  # seq2item scores by the best part: no SSM yet
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -267,3 +267,32 @@ def bpr_next_item(pos_score, neg_score, reduction="mean"):
     positions (``pos_score`` ``[N]``, ``neg_score`` ``[N, k]``)."""
     loss = -F.logsigmoid(pos_score[:, None] - neg_score).mean(-1)
     return _reduce(loss, reduction)
+
+
+def sampled_softmax(
+    pos_score,
+    neg_score,
+    accidental=None,
+    pos_log_q=None,
+    neg_log_q=None,
+    reduction="mean",
+):
+    """The sampled softmax (``loss_type: SSM``): per scored position, the cross-entropy
+    of its target among itself and ``m`` sampled negatives,
+    ``logsumexp([s_pos, s_neg_1 .. s_neg_m]) - s_pos``, mean over positions.
+
+    ``pos_score`` ``[N]``; ``neg_score`` ``[N, m]`` (negatives shared by all rows, or
+    drawn per row). ``accidental`` ``[N, m]`` marks negatives that are the row's own
+    target: they leave the softmax (TensorFlow's ``remove_accidental_hits``). With the
+    logQ correction every score first loses the log-probability of drawing its item,
+    ``pos_log_q`` ``[N]`` and ``neg_log_q`` ``[m]`` or ``[N, m]`` (Bengio and Senecal;
+    Yi et al., RecSys 2019), so popular negatives are not over-penalised; under
+    uniform sampling it shifts every score equally and changes nothing.
+    """
+    if pos_log_q is not None:
+        pos_score = pos_score - pos_log_q
+        neg_score = neg_score - neg_log_q
+    if accidental is not None:
+        neg_score = neg_score.masked_fill(accidental, -math.inf)
+    logits = torch.cat([pos_score[:, None], neg_score], dim=1)  # [N, 1 + m]
+    return _reduce(torch.logsumexp(logits, dim=1) - pos_score, reduction)

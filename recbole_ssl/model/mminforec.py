@@ -305,6 +305,7 @@ class MMInfoRec(SASRec):
     # ------------------------------------------------------------------ training
 
     loss_parts = MMInfoRecLoss
+    loss_types = ("CE", "BCE", "BPR")  # its CE term scores g_enc latents: no SSM yet
 
     def next_item_ce(self, predicted, truth, latents):
         """Cross-entropy of ``truth`` among all items, scores ``sim(z_hat, z) /
