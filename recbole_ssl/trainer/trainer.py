@@ -45,6 +45,9 @@
    already rounded to ``metric_decimal_place`` and weighted by what its ``evaluate``
    counts as samples: 4 per full-sort batch (the length of the batch's tuple), not
    the users in it.
+9. The full-sort evaluation holds at most ``eval_max_scores`` scores at once when the
+   metrics need only the top ``k`` (:mod:`recbole_ssl.trainer.full_sort`): a catalogue
+   of a million items evaluates in bounded memory, with the same metrics.
 """
 
 import contextlib
@@ -79,6 +82,7 @@ from recbole_ssl.randomness import (
     set_global_states,
 )
 from recbole_ssl.record import to_plain
+from recbole_ssl.trainer.full_sort import needs_whole_table, top_k_scores
 
 RECBOLE_TENSORBOARD_DIR = "log_tensorboard"
 
@@ -378,6 +382,36 @@ class PluginTrainerMixin:
         return super().evaluate(
             eval_data, load_best_model=load_best_model, model_file=model_file, **kwargs
         )
+
+    def _full_sort_batch_eval(self, batched_data):
+        """RecBole's full-sort scoring of one batch, or, where the batch's users x
+        items scores exceed ``eval_max_scores`` and the metrics need only the top
+        ``k``, the same ranks from a few users at a time (:mod:`.full_sort`)."""
+        interaction, history_index, positive_u, positive_i = batched_data
+        n_rows, n_items = len(interaction), self.tot_item_num
+        budget = self.config["eval_max_scores"]
+        if (
+            budget is None
+            or n_rows * n_items <= budget
+            or needs_whole_table(self.eval_collector)
+        ):
+            return super()._full_sort_batch_eval(batched_data)
+        interaction = interaction.to(self.device)
+
+        def score_rows(start, end):
+            rows = interaction[torch.arange(start, end, device=self.device)]
+            return self.model.full_sort_predict(rows).view(end - start, n_items)
+
+        table, column = top_k_scores(
+            score_rows,
+            n_rows,
+            history_index,
+            positive_u,
+            positive_i,
+            max(self.eval_collector.topk),
+            max(1, budget // n_items),
+        )
+        return interaction, table, positive_u, column
 
     def _map_reduce(self, result, num_sample):
         """Every rank's ``result`` already covers all users (:class:`GlobalCollector`):
