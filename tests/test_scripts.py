@@ -241,3 +241,29 @@ def test_popularity_bias_ranks_agree_with_recbole(tmp_path):
     out = run_script("benchmarks/popularity_bias.py", str(foreign), cwd=tmp_path)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "is not a checkpoint saved by recbole_ssl" in out.stderr
+
+
+def test_catalogue_scale_benchmark_runs(tmp_path):
+    out = run_script(
+        "benchmarks/catalogue_scale.py",
+        "--sizes=60,300",
+        "--users=25",
+        "--interactions=150",
+        "--negatives=8",
+        f"--data_dir={tmp_path / 'data'}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [
+        cells
+        for cells in map(str.split, out.stdout.splitlines())
+        if len(cells) == 5 and cells[0].isdigit()
+    ]
+    assert [(cells[0], cells[1]) for cells in rows] == [
+        ("60", "CE"),
+        ("60", "SSM"),
+        ("300", "CE"),
+        ("300", "SSM"),
+    ]
+    assert all(float(cells[2]) > 0 and float(cells[3]) > 0 for cells in rows)
+    assert all(100 < float(cells[4]) < 24 * 1024 for cells in rows)
