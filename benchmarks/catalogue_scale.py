@@ -9,7 +9,8 @@ Each dataset is written by ``python -m recbole_ssl.data.synthetic`` (seeded; kep
 ``--data_dir``, default a temporary folder, and reused when already there). Each
 (size, loss) runs in a fresh process, so its peak resident memory is its own and a
 setting that runs out of memory (its address space is capped, ``--memory_gib``, 90% of
-what is available by default) is reported (``failed``) instead of ending the table.
+what is available by default) or time (``--timeout``) is reported (``failed``) instead
+of ending the table.
 SASRec's YAML defaults otherwise (``sequence`` rows, batch 256, 1 timed epoch, one
 validation pass with ``eval_max_scores`` bounding the evaluation's memory).
 """
@@ -72,6 +73,9 @@ def main():
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--data_dir", default=None)
     parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds a setting may take"
+    )
+    parser.add_argument(
         "--memory_gib",
         type=float,
         default=None,
@@ -111,12 +115,17 @@ def main():
                 f"--negatives={args.negatives}",
                 f"--epochs={args.epochs}",
             ]
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                preexec_fn=limit_memory(memory_gib),
-            )
+            try:
+                done = subprocess.run(
+                    command,
+                    capture_output=True,
+                    text=True,
+                    preexec_fn=limit_memory(memory_gib),
+                    timeout=args.timeout,
+                )
+            except subprocess.TimeoutExpired:
+                print(f"{size:>9}{loss:>6}  failed: over {args.timeout:.0f} s")
+                continue
             lines = done.stdout.strip().splitlines()
             if done.returncode != 0 or not lines:
                 why = (done.stderr.strip().splitlines() or ["no output"])[-1]
