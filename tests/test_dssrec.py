@@ -325,3 +325,17 @@ def test_best_part_scores_match_max_over_parts_with_ties():
     for ours, torch_max in zip(*results, strict=True):
         assert torch.allclose(ours, torch_max)
     assert results[0][1][:, 2].abs().sum() == 0  # the later tied part gets nothing
+
+
+def test_evaluation_scores_equal_the_training_scores(tiny_config):
+    """Without gradients the scores come from a running maximum over the parts; they
+    are the scores of the training path."""
+    _, model, _, _ = prepare(tiny_config)
+    model.eval()
+    parts = torch.randn(5, model.n_intents, model.hidden_size)
+    with torch.no_grad():
+        evaluated = model.item_scores(parts)
+    trained = model.item_scores(parts)
+    assert trained.requires_grad and not evaluated.requires_grad
+    # equal up to the rounding of one product per part against one for all parts
+    assert torch.allclose(evaluated, trained.detach(), rtol=1e-6, atol=1e-7)
