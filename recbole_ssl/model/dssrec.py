@@ -261,12 +261,13 @@ class DSSRec(SASRec):
         ``[N, n_items]``, ``parts`` being ``[N, K, D]`` (see :class:`BestPartScores`).
         """
         if torch.is_grad_enabled():
-            return BestPartScores.apply(parts, self.item_weight) * self.s2i_scale
-        # evaluation: a running maximum over the parts, no [N, K, M] products kept
-        best = parts[:, 0] @ self.item_weight.t()
-        for part in range(1, parts.size(1)):
-            torch.maximum(best, parts[:, part] @ self.item_weight.t(), out=best)
-        return best * self.s2i_scale
+            best = BestPartScores.apply(parts, self.item_weight)
+        else:  # evaluation: a running maximum over the parts, no [N, K, M] products
+            best = parts[:, 0] @ self.item_weight.t()
+            for part in range(1, parts.size(1)):
+                torch.maximum(best, parts[:, part] @ self.item_weight.t(), out=best)
+        # s2i_scale is 1 by default: no pass over [N, n_items] (and its gradient) for it
+        return best if self.s2i_scale == 1.0 else best * self.s2i_scale
 
     def future_sequences(self, item_seq, lengths, target, cut):
         """The reversed future ``[x_T, ..., x_{t+1}]`` of every row, right-padded.
