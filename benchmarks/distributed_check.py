@@ -207,13 +207,23 @@ def compare(model_name, dataset, config_dict, port, stage=None):
 
     context = mp.get_context("spawn")
     queue = context.SimpleQueue()
-    mp.spawn(
-        rank_main,
-        args=(model_name, dataset, config_dict, port, queue, stage),
-        nprocs=WORLD,
-        join=True,
-    )
-    results = [queue.get() for _ in range(WORLD)]
+    try:
+        mp.spawn(
+            rank_main,
+            args=(model_name, dataset, config_dict, port, queue, stage),
+            nprocs=WORLD,
+            join=True,
+        )
+    except mp.ProcessExitedException:
+        # a rank killed by a signal after it had put its result (seen once, under
+        # load: gloo's teardown aborting, "terminate called without an active
+        # exception"); a rank that died before its result still fails below
+        pass
+    results = []
+    for _ in range(WORLD):
+        if queue.empty():
+            raise RuntimeError("a rank ended without its result (see its output)")
+        results.append(queue.get())
     for result in results:
         if len(result) == 2:
             raise RuntimeError(f"rank {result[0]} failed:\n{result[1]}")
