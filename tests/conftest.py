@@ -150,3 +150,19 @@ def run_two_processes(model, config_dict):
     values = list(result["test_result"].values())
     assert len(values) == 6 and all(math.isfinite(v) for v in values)
     return result
+
+
+def loss_and_drawn_negatives(model, batch):
+    """``model``'s loss on ``batch`` and the one draw its negative sampler made for it
+    (BCE/BPR: per position; SSM: per batch)."""
+    drawn = []
+    sample = model.negatives.sample
+
+    def recorded(*args):
+        drawn.append(sample(*args))
+        return drawn[-1]
+
+    model.negatives.sample = recorded
+    loss = model.calculate_loss(batch)
+    (negatives,) = drawn
+    return loss, negatives

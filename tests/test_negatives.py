@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import pytest
 import torch
-from conftest import DATA_DIR, build
+from conftest import DATA_DIR, build, loss_and_drawn_negatives
 
 from recbole_ssl.data.correlation import ItemCorrelation
 from recbole_ssl.errors import ConfigError
@@ -101,16 +101,7 @@ def test_sasrec_bce_is_the_formula_on_its_own_outputs_and_negatives(tiny_config)
     )
     model.eval()  # no dropout: the forward pass below sees the same outputs
     batch = next(iter(train_data))
-    drawn = []
-    sample = model.negatives.sample
-
-    def recorded(users, num):
-        drawn.append(sample(users, num))
-        return drawn[-1]
-
-    model.negatives.sample = recorded
-    loss = model.calculate_loss(batch)
-    (negative,) = drawn
+    loss, negative = loss_and_drawn_negatives(model, batch)
     output = model.encode(batch[model.ITEM_SEQ]).detach()
     item_weight = model.item_weight.detach()
     targets = model.next_item_targets(batch)

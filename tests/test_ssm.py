@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import build
+from conftest import build, loss_and_drawn_negatives
 
 from recbole_ssl.config import Config
 from recbole_ssl.errors import ConfigError
@@ -103,16 +103,7 @@ def test_sasrec_ssm_is_the_formula_on_its_own_outputs_and_negatives(tiny_config)
     )
     model.eval()  # no dropout: the forward pass below sees the same outputs
     batch = next(iter(train_data))
-    drawn = []
-    sample = model.negatives.sample
-
-    def recorded(num, device):
-        drawn.append(sample(num, device))
-        return drawn[-1]
-
-    model.negatives.sample = recorded
-    loss = model.calculate_loss(batch)
-    (negatives,) = drawn
+    loss, negatives = loss_and_drawn_negatives(model, batch)
     assert negatives.shape == (5,)
     output = model.encode(batch[model.ITEM_SEQ]).detach()
     weight = model.item_weight.detach()
