@@ -41,7 +41,18 @@ def training_pairs(dataset):
     )
 
 
-class NegativeSampler:
+class SeededSampler:
+    """A sampler's own ``torch.Generator`` (``generator``, part of a run's random
+    state), seeded from ``seed`` and created on the device of the first draw."""
+
+    def _generator(self, device):
+        if self.generator is None or self.generator.device != device:
+            self.generator = torch.Generator(device=device)
+            self.generator.manual_seed(self.seed)
+        return self.generator
+
+
+class NegativeSampler(SeededSampler):
     """Uniform negatives over real items ``1 .. n_items - 1``, none of them one of the
     user's training items.
 
@@ -88,12 +99,6 @@ class NegativeSampler:
         at = torch.searchsorted(self.keys, keys).clamp(max=self.keys.numel() - 1)
         return self.keys[at] == keys
 
-    def _generator(self, device):
-        if self.generator is None or self.generator.device != device:
-            self.generator = torch.Generator(device=device)
-            self.generator.manual_seed(self.seed)
-        return self.generator
-
     def sample(self, users, num=1):
         """``num`` negatives for each of ``users`` (``[N]``)  # [N, num]"""
         device = users.device
@@ -120,7 +125,7 @@ class NegativeSampler:
 SSM_DISTRIBUTIONS = ("uniform", "popularity")
 
 
-class SharedNegativeSampler:
+class SharedNegativeSampler(SeededSampler):
     """The sampled softmax's negatives (``loss_type: SSM``): ``num`` items per batch,
     shared by every scored position of it, drawn with replacement from the real items
     ``1 .. n_items - 1``, uniformly or in proportion to their popularity (the number of
@@ -165,12 +170,6 @@ class SharedNegativeSampler:
     def from_dataset(cls, dataset, distribution="uniform", seed=0):
         users, items = training_pairs(dataset)
         return cls(users, items, dataset.item_num, distribution, seed)
-
-    def _generator(self, device):
-        if self.generator is None or self.generator.device != device:
-            self.generator = torch.Generator(device=device)
-            self.generator.manual_seed(self.seed)
-        return self.generator
 
     def sample(self, num, device):
         """``num`` item ids, with replacement  # [num]"""
