@@ -124,6 +124,10 @@ ATOMIC_CASES = [
 ]
 
 CONFIG_CASES = [
+    (
+        "--load_col={'inter':['user_id','item_id']}",  # the time field left out
+        ["tiny.inter", "load_col['inter']", "without 'timestamp' (TIME_FIELD)"],
+    ),
     ("--epoch=1", ["--epoch", "did you mean --epochs?"]),
     ("--learnin_rate=0.1", ["--learnin_rate", "did you mean --learning_rate?"]),
     ("--epochs 2", ["'--epochs'", "--key=value"]),
@@ -219,5 +223,5 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line(
 
 
 def test_the_corpus_covers_every_class():
-    """The README states this count; keep it in step (tests/test_bad_inputs.py)."""
+    """docs/usage.md states this count; keep it in step (tests/test_bad_inputs.py)."""
     assert len(ATOMIC_CASES) >= 10 and len(CONFIG_CASES) >= 15

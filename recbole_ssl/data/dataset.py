@@ -21,6 +21,7 @@ from recbole.data.dataset import SequentialDataset as RecBoleSequentialDataset
 from recbole.utils import FeatureSource
 
 from recbole_ssl.data.atomic import check_atomic_file
+from recbole_ssl.errors import AtomicFileError
 
 
 def concat_ranges(starts, counts):
@@ -88,6 +89,7 @@ class SequentialDataset(RecBoleSequentialDataset):
             loaded = None if load_col is None else set(load_col)
             if loaded is not None and unload_col:
                 loaded -= set(unload_col)
+            self._check_loaded(filepath, source, required, loaded)
             check_atomic_file(
                 filepath,
                 [f for f in required if f and (loaded is None or f in loaded)],
@@ -97,6 +99,29 @@ class SequentialDataset(RecBoleSequentialDataset):
                 self.config["encoding"],
             )
         return super()._load_feat(filepath, source)
+
+    def _check_loaded(self, filepath, source, required, loaded):
+        """A field the run needs (user, item; the time when evaluating in time
+        order) that ``load_col`` leaves out is one line naming it: RecBole would load
+        the file without it and fail later, deep inside its sorting."""
+        if loaded is None:
+            return
+        keys = {
+            self.uid_field: "USER_ID_FIELD",
+            self.iid_field: "ITEM_ID_FIELD",
+            self.time_field: "TIME_FIELD",
+        }
+        in_time_order = (self.config["eval_args"] or {}).get("order", "TO") == "TO"
+        for field in required:
+            if not field or field in loaded:
+                continue
+            if field == self.time_field and not in_time_order:
+                continue
+            raise AtomicFileError(
+                f"{filepath}: load_col['{source.value}'] is {sorted(loaded)}, without "
+                f"{field!r} ({keys[field]}), which this run needs; add it to load_col "
+                f"or set {keys[field]} to the file's column"
+            )
 
     def data_augmentation(self):
         feat = self.inter_feat
