@@ -13,6 +13,8 @@ evaluation of the same checkpoint, so the ranks are the evaluator's.
 
 Each checkpoint's result is an evaluation run record (``kind: evaluate``, ``groups``:
 bounds, users and metrics per group) in ``record_dir``, next to the training records.
+A single-process training run records the same ``groups`` of its tested model itself
+(``eval_groups``, 5 by default), so no checkpoint needs keeping for them.
 """
 
 import argparse
@@ -83,22 +85,15 @@ def metrics_of(ranks, topk):
     return result
 
 
-def evaluate_groups(path, n_groups=5):
-    """Rank the test targets of checkpoint ``path`` and write its evaluation record
-    with the group metrics; returns ``(config, groups, overall, recbole)``."""
-    from recbole_ssl.quick_start import load_data_and_model
-    from recbole_ssl.record import recording
-    from recbole_ssl.utils import get_trainer
-
-    config, model, _, _, _, test_data = load_data_and_model(
-        path, {"show_progress": False}
-    )
+def group_metrics(model, test_data, n_groups, topk):
+    """``(groups, overall)``: the test metrics of ``model`` per group of users by
+    training length (:func:`equal_groups`) and over all of them, from the ranks of
+    :func:`test_ranks`."""
     dataset = test_data._dataset
     ranks = test_ranks(model, test_data)
     lengths = training_lengths(dataset)
     users = dataset.inter_feat[dataset.uid_field].numpy()
     group = equal_groups(lengths, users, n_groups)
-    topk = list(config["topk"])
     groups = []
     for g in range(n_groups):
         rows = group == g
@@ -111,16 +106,38 @@ def evaluate_groups(path, n_groups=5):
                 "metrics": metrics_of(ranks[rows], topk),
             }
         )
-    overall = metrics_of(ranks, topk)
+    return groups, metrics_of(ranks, topk)
+
+
+def disagreement(overall, recbole):
+    """The first metric where the ranks' figure and RecBole's evaluator differ beyond
+    RecBole's rounding to 4 digits, as a sentence; None where they agree."""
+    for metric, value in recbole.items():
+        if metric in overall and abs(overall[metric] - value) > 5e-5:
+            return (
+                f"{metric} from the ranks is {overall[metric]:.6f}, RecBole's "
+                f"evaluator gives {value}"
+            )
+    return None
+
+
+def evaluate_groups(path, n_groups=5):
+    """Rank the test targets of checkpoint ``path`` and write its evaluation record
+    with the group metrics; returns ``(config, groups, overall, recbole)``."""
+    from recbole_ssl.quick_start import load_data_and_model
+    from recbole_ssl.record import recording
+    from recbole_ssl.utils import get_trainer
+
+    config, model, _, _, _, test_data = load_data_and_model(
+        path, {"show_progress": False}
+    )
+    groups, overall = group_metrics(model, test_data, n_groups, list(config["topk"]))
     with recording(config, "evaluate", "groups", config.log_file) as record:
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         recbole = trainer.evaluate(test_data, load_best_model=False)
-        for metric, value in recbole.items():
-            if abs(overall[metric] - value) > 5e-5:  # RecBole rounds to 4 digits
-                raise RuntimeError(
-                    f"groups: {metric} from the ranks is {overall[metric]:.6f}, "
-                    f"RecBole's evaluator gives {value}"
-                )
+        problem = disagreement(overall, recbole)
+        if problem:
+            raise RuntimeError(f"groups: {problem}")
         if record is not None:
             record.data["groups"] = {"by": "train_length", "groups": groups}
             record.finish(None, recbole, checkpoint=path)

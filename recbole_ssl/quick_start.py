@@ -226,6 +226,7 @@ def _train_and_test(config, record, saved, verbose=True, logger=None, show=None)
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show)
     if record is not None:
+        record_groups(config, trainer.model, test_data, test_result, record, logger)
         record.finish(
             best_valid_result,
             test_result,
@@ -233,6 +234,31 @@ def _train_and_test(config, record, saved, verbose=True, logger=None, show=None)
             **(trainer.checkpoint_files() if saved else {}),
         )
     return best_valid_score, best_valid_result, test_result
+
+
+def record_groups(config, model, test_data, test_result, record, logger):
+    """The tested model's test metrics by user group (``eval_groups`` groups of equal
+    size by training length, :mod:`recbole_ssl.groups`) into the run record: one more
+    full-sort pass over the test users. Not in distributed runs (each rank holds a share
+    of the users) nor where the dataset keeps no histories; a disagreement with the
+    evaluator's figures is logged and nothing recorded."""
+    from recbole_ssl.groups import disagreement, group_metrics
+
+    n_groups = config["eval_groups"]
+    if not n_groups or (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        groups, overall = group_metrics(
+            model, test_data, n_groups, list(config["topk"])
+        )
+    except RecBoleSSLError as e:
+        logger.warning(f"no metrics by user group: {e}")
+        return
+    problem = disagreement(overall, test_result)
+    if problem:
+        logger.warning(f"no metrics by user group: {problem}")
+        return
+    record.data["groups"] = {"by": "train_length", "groups": groups}
 
 
 def exit_on_sigterm():

@@ -52,3 +52,29 @@ def test_groups_of_a_checkpoint_are_recorded_and_add_up(tiny_config, tmp_path, c
     assert weighted == pytest.approx(result["test_result"]["ndcg@20"], abs=5e-5)
     assert "length" in capsys.readouterr().out
     assert main([str(tmp_path / "none.pth")]) == 2
+
+
+def test_a_training_run_records_the_groups_of_its_tested_model(tiny_config, tmp_path):
+    """The same groups as ``python -m recbole_ssl.groups`` on its best checkpoint,
+    without keeping the checkpoint; ``eval_groups: 0`` records none."""
+    run_recbole_ssl("SASRec", "tiny", config_dict=dict(tiny_config, epochs=2))
+    folder = tiny_config["checkpoint_dir"]
+    (best,) = [p for p in glob.glob(os.path.join(folder, "*.pth")) if "-last" not in p]
+    assert main([best]) == 0
+    records = [
+        json.loads(open(p).read())
+        for p in glob.glob(str(tmp_path / "results/runs/tiny/*.json"))
+    ]
+    (train,) = [r for r in records if r["kind"] == "train"]
+    (evaluation,) = [r for r in records if r["kind"] == "evaluate"]
+    assert len(train["groups"]["groups"]) == 5
+    assert train["groups"] == evaluation["groups"]
+
+    off = tmp_path / "off"
+    run_recbole_ssl(
+        "SASRec",
+        "tiny",
+        config_dict=dict(tiny_config, eval_groups=0, record_dir=str(off)),
+    )
+    (path,) = glob.glob(str(off / "tiny" / "*.json"))
+    assert "groups" not in json.loads(open(path).read())
