@@ -1,9 +1,11 @@
 """recbole_ssl.cli: the command line of ``run_recbole_ssl.py``."""
 
 import argparse
+import os
 import sys
 
 from recbole_ssl.errors import RecBoleSSLError, check_integer
+from recbole_ssl.paths import PRESETS_DIR
 
 EPILOG = (
     "Any other --key=value goes to RecBole's Config and overrides the YAML files, "
@@ -22,7 +24,10 @@ def build_parser():
     parser.add_argument("--model", "-m", default="SASRec", help="model name")
     parser.add_argument("--dataset", "-d", default="amazon-beauty", help="dataset name")
     parser.add_argument(
-        "--config_files", default=None, help="YAML config files, space separated"
+        "--config_files",
+        default=None,
+        help="YAML config files, space separated; a shipped preset also by its name, "
+        "e.g. ICLRec-paper",
     )
     parser.add_argument(
         "--nproc", type=int, default=1, help="processes (distributed mode if > 1)"
@@ -74,10 +79,25 @@ def check_settings(extra):
             )
 
 
+def resolve_config_file(path):
+    """``path``, or the shipped preset it names where no such file exists
+    (``ICLRec-paper`` or ``ICLRec-paper.yaml``), so that an installed package's
+    presets need no path."""
+    if os.path.exists(path) or os.sep in path:
+        return path
+    name = path if path.endswith(".yaml") else f"{path}.yaml"
+    preset = os.path.join(PRESETS_DIR, name)
+    return preset if os.path.isfile(preset) else path
+
+
 def main(argv=None):
     """Run from the command line; a user error ends with one line on stderr, exit 2."""
     args = parse_args(argv)
-    config_files = args.config_files.split() if args.config_files else None
+    config_files = (
+        [resolve_config_file(f) for f in args.config_files.split()]
+        if args.config_files
+        else None
+    )
     from recbole_ssl.quick_start import (  # after --help, which needs no torch
         check_command_line,
         evaluate_checkpoint,

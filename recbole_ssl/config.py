@@ -19,17 +19,14 @@ the working directory.
 """
 
 import difflib
-from pathlib import Path
 
 import torch
 from recbole.config import Config as RecBoleConfig
 
 from recbole_ssl.errors import ConfigError, check_integer, check_number
 from recbole_ssl.model.abstract_recommender import check_loss_type
-from recbole_ssl.utils import SHIPPED_DATA_DIR, get_model
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-PROPERTIES_DIR = PACKAGE_DIR / "properties"
+from recbole_ssl.paths import PROPERTIES_DIR, SHIPPED_DATA_DIR
+from recbole_ssl.utils import get_model
 
 TRAIN_MODES = ("prefix", "sequence")
 RECBOLE_LOSSES = ("CE", "BPR")  # RecBole's sequential models
@@ -141,6 +138,8 @@ class Config(RecBoleConfig):
             if cfg.get(key) is not None:
                 check_integer(key, cfg[key], 1)
         check_number("learning_rate", cfg.get("learning_rate"), 0, low_open=True)
+        if cfg.get("eval_groups") is not None:
+            check_integer("eval_groups", cfg["eval_groups"], 0)
         for key, value in cfg.items():
             if key.endswith("dropout_prob") and value is not None:
                 check_number(key, value, 0, 1, high_open=True)

@@ -37,6 +37,7 @@ import sys
 import time
 from contextlib import contextmanager
 
+from recbole_ssl import paths
 from recbole_ssl.errors import ConfigError
 
 FORMAT = "recbole-ssl run record"
@@ -81,9 +82,9 @@ NON_SETTING_KEYS = frozenset(
 )
 
 _MISSING = object()
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = str(paths.PACKAGE_DIR)
 # the papers' settings, as config files (see the README's "Reproduce a paper")
-PRESETS_DIR = os.path.join(PACKAGE_DIR, "properties", "presets")
+PRESETS_DIR = str(paths.PRESETS_DIR)
 
 
 def presets_of(config_files):

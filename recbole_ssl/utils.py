@@ -11,7 +11,6 @@ here for code written against the earlier single module.
 import importlib
 import inspect
 import os
-from pathlib import Path
 
 from recbole.data import data_preparation as recbole_data_preparation
 from recbole.utils import ModelType
@@ -33,6 +32,7 @@ from recbole_ssl.errors import (  # noqa: F401 (re-exported)
     check_integer,
     check_number,
 )
+from recbole_ssl.paths import SHIPPED_DATA_DIR
 
 RECBOLE_MODEL_PACKAGES = (
     "general_recommender",
@@ -40,8 +40,6 @@ RECBOLE_MODEL_PACKAGES = (
     "sequential_recommender",
     "knowledge_aware_recommender",
 )
-# the datasets shipped with the repository, found from any working folder
-SHIPPED_DATA_DIR = Path(__file__).resolve().parent.parent / "dataset_atomic"
 
 
 def _plugin_models():

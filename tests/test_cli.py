@@ -64,3 +64,38 @@ def test_cli_bad_value_and_missing_config_file(tmp_path):
         )
     )
     assert "missing.yaml" in line
+
+
+def test_a_shipped_preset_is_found_by_its_name_and_a_file_wins(tmp_path, monkeypatch):
+    import os
+
+    from recbole_ssl.cli import PRESETS_DIR, resolve_config_file
+
+    monkeypatch.chdir(tmp_path)
+    preset = os.path.join(PRESETS_DIR, "ICLRec-paper.yaml")
+    assert resolve_config_file("ICLRec-paper") == preset
+    assert resolve_config_file("ICLRec-paper.yaml") == preset
+    (tmp_path / "ICLRec-paper.yaml").write_text("epochs: 1\n")  # the user's own file
+    assert resolve_config_file("ICLRec-paper.yaml") == "ICLRec-paper.yaml"
+    # a path, or a name that is no preset, stays what it was (and fails as before)
+    assert resolve_config_file("sub/ICLRec-paper") == "sub/ICLRec-paper"
+    assert resolve_config_file("NoSuch-paper") == "NoSuch-paper"
+
+
+def test_cli_runs_a_preset_by_name(tmp_path):
+    out = cli(
+        "--model=SASRec",
+        "--dataset=tiny",
+        f"--data_path={DATA_DIR}",
+        "--config_files=SASRec-paper",
+        "--epochs=1",
+        "--show_progress=False",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    from recbole_ssl.record import load
+
+    (path,) = (tmp_path / "results" / "runs" / "tiny").glob("*.json")
+    record = load(path)
+    assert record["config"]["loss_type"] == "BCE"  # the preset's, not the default CE
+    assert record["presets"] == ["SASRec-paper"]

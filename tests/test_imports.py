@@ -1,6 +1,6 @@
 """The package's modules import on their own and form no import circle.
 
-Floors, lowest first: ``errors``, ``distributed``, ``record`` and the data and model
+Floors, lowest first: ``errors``, ``paths``, ``distributed``, ``record`` and the data and model
 helpers; the models; the trainers; the lookups (``utils``); ``config``; the quick
 start, the report and the command line.
 """
