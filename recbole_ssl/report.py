@@ -19,8 +19,15 @@ writes them) and writes, for each dataset:
   model, a band over seeds; and one panel per model with every setting) and test
   NDCG@20 and NDCG@10 per model, each seed a dot, against the papers' values. Each PNG
   carries a digest of what it shows, which ``--check`` compares.
-* the sections of ``--readme`` (default ``README.md``) named ``<dataset>:headline``,
-  only where the README has the markers.
+* the section of ``--readme`` (default ``README.md``) named ``<dataset>:models``, the
+  "which model" table (the test figure; per model its cost, test NDCG@20 under CE and
+  under its paper preset, and whether its paper's claim holds), only where the README
+  has the markers;
+* in each model page ``--docs/<Model>.md`` (default ``docs/models``), the section
+  ``<dataset>:results`` (that model's rows of the results table) where the page has
+  the markers, and the sections ``docstring`` (its class docstring, NOTE included) and
+  ``params`` (its hyper-parameters, from its YAML, its paper preset and its search
+  space): :mod:`recbole_ssl.model_pages`.
 
 ``--check`` renders everything in memory and exits 1, naming each page, section or
 figure that differs from what the records give.
@@ -40,6 +47,12 @@ from pathlib import Path
 
 import yaml
 
+from recbole_ssl.model_pages import (
+    ModelPageError,
+    docstring_section,
+    model_pages,
+    params_section,
+)
 from recbole_ssl.record import PRESETS_DIR, load, setting_of, write_atomic
 
 PAPERS_FILE = Path(__file__).resolve().parent / "properties" / "papers.yaml"
@@ -337,7 +350,7 @@ def welch_p(values, others):
     return p if math.isfinite(p) else None
 
 
-def results_section(rows, papers, dataset, page_dir):
+def results_section(rows, papers, dataset, page_dir, only=None):
     head = (
         "| model | setting | seeds | "
         + " | ".join(m.replace("hit", "HR").replace("ndcg", "NDCG") for m in METRICS)
@@ -349,6 +362,8 @@ def results_section(rows, papers, dataset, page_dir):
     ]
     against = baselines(rows)
     for row in rows:
+        if only is not None and row.model != only:
+            continue
         marks = ("†" if row.cut_off else "") + ("‡" if row.transcribed else "")
         cells = [
             f"**{row.paper_model}**" if row.headline else row.paper_model,
@@ -384,7 +399,7 @@ def results_section(rows, papers, dataset, page_dir):
         "",
         "Mean ± sample standard deviation over the seeds listed (one seed: the value). "
         "Bold: the model's headline row (its defaults, else its setting with the most "
-        "seeds), as in the figures and the README. p vs SASRec: two-sided Welch t-test "
+        "seeds), as in the figures. p vs SASRec: two-sided Welch t-test "
         "of the test NDCG@20 over seeds against the SASRec row of the same loss_type "
         "with the most seeds (marked baseline); blank below two seeds on either side. "
         "A preset is a config file of a paper's setting (recbole_ssl/properties/presets/). "
@@ -409,6 +424,8 @@ OWN_PAPER = {
     "MMInfoRec": "MMInfoRec paper",
 }
 CLAIM_METRICS = ("ndcg@20", "ndcg@10", "ndcg@5")
+# the protocols a claim is tested under: the paper presets, the plugin's CE defaults
+PROTOCOLS = ("preset", "CE")
 SIGNIFICANCE = 0.05
 
 
@@ -468,32 +485,32 @@ def _pct(value):
 
 
 def protocol_rows(rows):
-    """``{(paper_model, loss_type): row}`` of the rows a verdict reads: under BCE the
-    model's own preset (``<Model>-paper``, nothing else changed), under CE its
-    headline row."""
+    """``{(paper_model, protocol): row}`` of the rows a verdict reads: protocol
+    ``preset``, the runs of the model's own paper preset (``<Model>-paper``, nothing
+    else changed); protocol ``CE``, its headline row under the plugin's CE."""
     chosen = {}
     for row in rows:
         if row.setting == {"preset": f"{row.model}-paper"}:
-            chosen[(row.paper_model, row.loss_type)] = row
+            chosen[(row.paper_model, "preset")] = row
         elif row.headline and row.loss_type == "CE":
             chosen.setdefault((row.paper_model, "CE"), row)
     return chosen
 
 
 def claims_section(rows, papers, dataset):
-    """Each paper's claimed gain over SASRec next to ours, under the papers' BCE
-    (presets) and the plugin's CE, with a verdict per protocol."""
+    """Each paper's claimed gain over SASRec next to ours, under each paper's preset
+    and the plugin's CE, with a verdict per protocol."""
     chosen = protocol_rows(rows)
-    sasrec = {loss: chosen.get(("SASRec", loss)) for loss in ("BCE", "CE")}
+    sasrec = {p: chosen.get(("SASRec", p)) for p in PROTOCOLS}
     models = [m for m in MODEL_ORDER if m != "SASRec"]  # variants make no claims
     lines = [
-        "| model | paper's claim over SASRec | metric | BCE (preset): gain, p | "
-        "under BCE | CE (defaults): gain, p | under CE |",
+        "| model | paper's claim over SASRec | metric | paper preset: gain, p | "
+        "holds (preset) | CE (defaults): gain, p | holds (CE) |",
         "|---|---|---|---:|---|---:|---|",
     ]
     for model in models:
         gains = claimed_gains(papers, dataset, model)
-        if not gains and not any((model, loss) in chosen for loss in ("BCE", "CE")):
+        if not gains and not any((model, p) in chosen for p in PROTOCOLS):
             continue
         claim = gains[0] if gains else None
         metric = claim[2] if claim else "ndcg@20"
@@ -507,9 +524,9 @@ def claims_section(rows, papers, dataset):
             or "none printed",
             metric.replace("ndcg", "NDCG"),
         ]
-        for loss in ("BCE", "CE"):
+        for protocol in PROTOCOLS:
             gain, p, word = verdict(
-                chosen.get((model, loss)), sasrec[loss], claimed, metric
+                chosen.get((model, protocol)), sasrec[protocol], claimed, metric
             )
             detail = _pct(gain)
             if p is not None:
@@ -522,26 +539,40 @@ def claims_section(rows, papers, dataset):
         "model's own paper first; its protocol where it is not full ranking), on "
         "NDCG@20 where both figures are printed, else NDCG@10, else NDCG@5. Ours: the "
         "mean test figure on that metric over seeds, against SASRec trained the same "
-        "way: under BCE the runs of the model's preset (`<Model>-paper`, nothing else "
-        "changed) against SASRec's preset; under CE the model's headline row against "
-        "SASRec's. p: two-sided Welch t-test over seeds. Verdict: **yes**, ahead with "
-        f"p < {SIGNIFICANCE} by at least half the claimed gain; **partly**, ahead with "
-        f"p < {SIGNIFICANCE} by less; **no (tie)**, p >= {SIGNIFICANCE}; "
+        "way: the runs of the model's paper preset (`<Model>-paper`, nothing else "
+        "changed: the papers' BCE with one sampled negative, DSSRec's and MMInfoRec's "
+        "own losses) against SASRec's preset (BCE); under CE the model's headline row "
+        "against SASRec's. p: two-sided Welch t-test over seeds. Verdict: **yes**, "
+        f"ahead with p < {SIGNIFICANCE} by at least half the claimed gain; **partly**, "
+        f"ahead with p < {SIGNIFICANCE} by less; **no (tie)**, p >= {SIGNIFICANCE}; "
         "**no (behind)**; **too few seeds**, under two on either side; **not run**.",
     ]
     return "\n".join(lines)
 
 
+def _compared_setting(record):
+    """Whether a record's setting is one the groups compare: the model's defaults
+    (CE) or its own paper preset, nothing else changed."""
+    setting = json.loads(setting_key(record))
+    return setting in ({}, {"preset": f"{record['model']}-paper"})
+
+
 def group_evaluations(records):
-    """``(bounds, series)`` of the evaluation records by user group
-    (``python -m recbole_ssl.groups``): ``bounds`` the ``(min, max)`` training length
-    of each group, ``series`` ``{(model, loss_type): [NDCG@20 per group, one list per
-    checkpoint]}``. The newest record of each checkpoint counts; records with another
-    number of groups than the most common are left out. ``(None, {})`` without any."""
+    """``(bounds, series)`` of the records with metrics by user group: evaluation
+    records (``python -m recbole_ssl.groups``) and training runs, which record them
+    for their tested model (``eval_groups``), of a model's defaults or its paper
+    preset. ``bounds``: the ``(min, max)`` training length of each group; ``series``:
+    ``{(model, loss_type): [NDCG@20 per group, one list per checkpoint]}``. The newest
+    record of each checkpoint counts (a training run and an evaluation of its best
+    checkpoint are one); records with another number of groups than the most common
+    are left out. ``(None, {})`` without any."""
     latest = OrderedDict()
     for record in sorted(records, key=lambda r: r.get("start_time") or ""):
-        if record.get("kind") == "evaluate" and (record.get("groups") or {}).get(
-            "groups"
+        if (
+            record.get("kind") in ("train", "evaluate")
+            and (record.get("groups") or {}).get("groups")
+            and not record.get("superseded_by")
+            and _compared_setting(record)
         ):
             latest[record.get("checkpoint") or record["_path"]] = record
     if not latest:
@@ -571,8 +602,9 @@ def groups_section(records):
     bounds, series = group_evaluations(records)
     if not series:
         return (
-            "No evaluation by user group yet: `python -m recbole_ssl.groups "
-            "<checkpoint> ...` writes one record per checkpoint."
+            "No metrics by user group yet: every single-process training run records "
+            "them (`eval_groups`), and `python -m recbole_ssl.groups <checkpoint> ...` "
+            "writes one record per checkpoint."
         )
     labels = [f"{low}-{high}" for low, high in bounds]
     lines = [
@@ -698,44 +730,96 @@ def figures_section(figures, page_dir):
     return "\n".join(lines).rstrip()
 
 
-def headline_section(rows, papers, dataset, figures, readme_dir, page_path):
-    """The README's block for ``dataset``: its headline figure and default rows."""
+def _uses_attributes(model):
+    """Whether ``model``'s YAML reads item attributes (``item_attribute``)."""
+    from recbole_ssl.model_pages import MODEL_DIR, yaml_entries
+
+    path = MODEL_DIR / f"{model}.yaml"
+    return path.is_file() and "item_attribute" in yaml_entries(path)
+
+
+def _seeds_value(row, metric="ndcg@20"):
+    if row is None:
+        return "not run"
+    return f"{fmt_mean_std(*row.mean_std(metric))} ({len(row.records)})"
+
+
+def relative_cost(chosen, model):
+    """``model``'s mean training seconds per epoch over SASRec's, from the first
+    protocol (CE, then the paper presets) whose rows of both have timed epochs, with
+    that protocol named; '' where none has."""
+    for protocol in PROTOCOLS[::-1]:
+        row, base = chosen.get((model, protocol)), chosen.get(("SASRec", protocol))
+        seconds = row.seconds_per_epoch() if row else None
+        base_seconds = base.seconds_per_epoch() if base else None
+        if seconds and base_seconds:
+            return f"{seconds / base_seconds:.2f}x ({protocol})"
+    return ""
+
+
+def models_section(rows, papers, dataset, figures, readme_dir, page_path, docs_dir):
+    """The README's "which model" block for ``dataset``: per model, whether it reads
+    item attributes, its cost per epoch against SASRec, test NDCG@20 under the
+    plugin's CE and under its paper preset, and whether the paper's claim holds."""
+    chosen = protocol_rows(rows)
+    sasrec = {p: chosen.get(("SASRec", p)) for p in PROTOCOLS}
     path, caption = figures["test"]
-    link = _link(path, readme_dir)
-    page = _link(page_path, readme_dir)
-    lines = [f"![{caption}]({link})", ""]
-    lines.append("| model | seeds | NDCG@10 | NDCG@20 | HR@20 | paper NDCG@20 (@10) |")
-    lines.append("|---|---:|---:|---:|---:|---:|")
-    for row in rows:
-        if not row.headline:
+    lines = [f"![{caption}]({_link(path, readme_dir)})", ""]
+    lines += [
+        "| model | item attributes | s/epoch vs SASRec | NDCG@20, CE (seeds) | "
+        "NDCG@20, paper preset (seeds) | paper's gain over SASRec holds: preset / CE |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for model in MODEL_ORDER:
+        ce, preset = chosen.get((model, "CE")), chosen.get((model, "preset"))
+        if ce is None and preset is None:
             continue
-        source = paper_figure(papers, dataset, row.paper_model)
-        metric = compared_metric(source) if source else None
-        paper = ""
-        if metric:
-            paper = fmt(source["metrics"][metric]) + (
-                "" if metric == "ndcg@20" else " (@10)"
-            )
-        lines.append(
-            table_row(
-                [
-                    row.paper_model + ("†" if row.cut_off else ""),
-                    len(row.records),
-                    fmt_mean_std(*row.mean_std("ndcg@10")),
-                    fmt_mean_std(*row.mean_std("ndcg@20")),
-                    fmt_mean_std(*row.mean_std("hit@20")),
-                    paper,
-                ]
-            )
+        page = os.path.join(docs_dir, f"{model}.md")
+        name = (
+            f"[{model}]({_link(page, readme_dir)})" if os.path.isfile(page) else model
         )
+        cost = relative_cost(chosen, model)
+        holds = "(baseline)"
+        if model != "SASRec":
+            gains = claimed_gains(papers, dataset, model)
+            claim = gains[0] if gains else None
+            metric = claim[2] if claim else "ndcg@20"
+            claimed = claim[3] if claim else None
+            holds = " / ".join(
+                verdict(chosen.get((model, p)), sasrec[p], claimed, metric)[2]
+                for p in PROTOCOLS
+            )
+        cells = [
+            name,
+            "optional" if _uses_attributes(model) else "no",
+            cost,
+            _seeds_value(ce),
+            _seeds_value(preset),
+            holds,
+        ]
+        lines.append(table_row(cells))
+    page = _link(page_path, readme_dir)
     lines += [
         "",
-        f"Each model's headline row (its defaults where measured); mean ± std over "
-        f"seeds; † stopped before early stopping ended it, its best checkpoint "
-        f"tested. Every setting, seed and "
-        f"command: [`{page}`]({page}).",
+        "Test NDCG@20 on this benchmark, mean ± std over seeds (their number in "
+        "brackets), full ranking over all items. CE: the model's defaults with the "
+        "plugin's all-item cross-entropy; paper preset: the paper's own setting "
+        "(SASRec, CL4SRec, CoSeRec, ICLRec and S3-Rec with BCE and one sampled "
+        "negative). s/epoch: mean training seconds per epoch of the model's runs over "
+        "SASRec's under the same protocol (CE where both were timed, else the "
+        "presets; runs on a 2-core CPU, often two side by side, so a rough guide: "
+        "the speed benchmarks are in [docs/speed.md](docs/speed.md)). Holds: the "
+        "paper's claimed gain over SASRec tested with a Welch t-test over seeds (yes, "
+        "partly, no, too few seeds, not run; the rule and every setting, seed and "
+        f"command: [`{page}`]({page})).",
     ]
     return "\n".join(lines)
+
+
+def model_results_section(rows, papers, dataset, model, page_dir):
+    """A model page's table for ``dataset``: the results table's rows of ``model``
+    (its variants included), tested against the SASRec rows as there."""
+    return results_section(rows, papers, dataset, page_dir, only=model)
 
 
 # ---------------------------------------------------------------- figures
@@ -1031,7 +1115,15 @@ def replace_sections(text, sections, path, append_missing=True):
     return text
 
 
-def render(dataset, records_dir, results_dir, readme=None, papers=None, records=None):
+def render(
+    dataset,
+    records_dir,
+    results_dir,
+    readme=None,
+    papers=None,
+    records=None,
+    docs_dir=None,
+):
     """Everything the records give for ``dataset``: ``(pages, figures)``, where pages
     maps a path to its new text and figures a path to ``(drawer, data, digest)``."""
     papers = load_papers() if papers is None else papers
@@ -1075,15 +1167,51 @@ def render(dataset, records_dir, results_dir, readme=None, papers=None, records=
     if readme and os.path.isfile(readme):
         readme_dir = os.path.dirname(os.path.abspath(readme))
         text = Path(readme).read_text(encoding="utf-8")
-        block = headline_section(
-            rows, papers, dataset, abs_paths, readme_dir, os.path.abspath(page_path)
-        )
-        new = replace_sections(
-            text, {f"{dataset}:headline": block}, readme, append_missing=False
-        )
-        if BEGIN.format(f"{dataset}:headline") in text:
-            pages[readme] = new
+        name = f"{dataset}:models"
+        if BEGIN.format(name) in text:
+            block = models_section(
+                rows,
+                papers,
+                dataset,
+                abs_paths,
+                readme_dir,
+                os.path.abspath(page_path),
+                os.path.abspath(docs_dir or "docs/models"),
+            )
+            pages[readme] = replace_sections(
+                text, {name: block}, readme, append_missing=False
+            )
+    for model, path in model_pages(docs_dir).items() if docs_dir else ():
+        text = Path(path).read_text(encoding="utf-8")
+        name = f"{dataset}:results"
+        if BEGIN.format(name) in text:
+            block = model_results_section(
+                rows, papers, dataset, model, os.path.dirname(os.path.abspath(path))
+            )
+            pages[path] = replace_sections(
+                text, {name: block}, path, append_missing=False
+            )
     return pages, figures
+
+
+def model_page_sections(docs_dir):
+    """``{path: text}`` of the model pages under ``docs_dir`` with their
+    ``docstring`` and ``params`` sections rendered, where they have the markers
+    (see :mod:`recbole_ssl.model_pages`)."""
+    pages = OrderedDict()
+    for model, path in model_pages(docs_dir).items():
+        text = Path(path).read_text(encoding="utf-8")
+        sections = {
+            name: render_section(model)
+            for name, render_section in (
+                ("docstring", docstring_section),
+                ("params", params_section),
+            )
+            if BEGIN.format(name) in text
+        }
+        if sections:
+            pages[path] = replace_sections(text, sections, path, append_missing=False)
+    return pages
 
 
 def stale(pages, figures):
@@ -1143,6 +1271,11 @@ def main(argv=None):
     parser.add_argument("--results", default="results", help="pages and figures")
     parser.add_argument("--readme", default="README.md")
     parser.add_argument(
+        "--docs",
+        default=os.path.join("docs", "models"),
+        help="model pages: their params and <dataset>:results sections",
+    )
+    parser.add_argument(
         "--check", action="store_true", help="exit 1 if anything is out of date"
     )
     args = parser.parse_args(argv)
@@ -1157,13 +1290,23 @@ def main(argv=None):
                 datasets.remove(dataset)  # only runs in progress: nothing to render
                 continue
             pages, figures = render(
-                dataset, args.records, args.results, args.readme, records=records
+                dataset,
+                args.records,
+                args.results,
+                args.readme,
+                records=records,
+                docs_dir=args.docs,
             )
             if args.check:
                 problems += stale(pages, figures)
             else:
                 write(pages, figures)
-    except ReportError as e:
+        pages = model_page_sections(args.docs)
+        if args.check:
+            problems += stale(pages, {})
+        else:
+            write(pages, {})
+    except (ReportError, ModelPageError) as e:
         sys.stderr.write(f"recbole_ssl.report: error: {e}\n")
         return 2
     if args.check:

@@ -135,7 +135,7 @@ def test_a_rank_with_no_rows(model, stage, settings, tiny_config):
 def test_two_machines_over_loopback(tmp_path):
     """One job over "two machines": two launches of the command line, one process
     each (``--nproc=1 --world_size=2``), ranks 0 and 1 by ``--group_offset``, meeting
-    at ``--ip``/``--port``, as the README's multi-machine commands."""
+    at ``--ip``/``--port``, as docs/distributed.md's multi-machine commands."""
     import subprocess
     import sys
 

@@ -139,7 +139,7 @@ def test_a_tiny_run_is_rendered_and_check_catches_a_new_record(tmp_path):
         "<!-- report:end results -->\n\nMore prose.\n"
     )
     (readme := tmp_path / "README.md").write_text(
-        "# r\n<!-- report:begin tiny:headline -->\n<!-- report:end tiny:headline -->\n"
+        "# r\n<!-- report:begin tiny:models -->\n<!-- report:end tiny:models -->\n"
     )
     stale = run_report(tmp_path, "--check")
     assert stale.returncode == 1 and "tiny.md: out of date" in stale.stderr
@@ -156,7 +156,8 @@ def test_a_tiny_run_is_rendered_and_check_catches_a_new_record(tmp_path):
         assert report.png_digest(str(figure)), figure
     assert "figures/tiny-test-ndcg.png" in text
     assert "results/figures/tiny-test-ndcg.png" in readme.read_text()
-    assert "| model | seeds | NDCG@10 |" in readme.read_text()
+    assert "| [SASRec](" not in readme.read_text()  # no model page in this folder
+    assert "| SASRec | no | 1.00x (CE) | " in readme.read_text()
     checked = run_report(tmp_path, "--check")
     assert checked.returncode == 0, checked.stderr
 
@@ -344,7 +345,7 @@ def test_verdict_words_by_hand(iclrec, claimed, word):
     assert report.verdict(None, sasrec, claimed, "ndcg@20")[2] == "not run"
 
 
-def test_claims_read_the_presets_under_bce_and_the_headline_under_ce():
+def test_claims_read_the_presets_and_the_headline_under_ce():
     records = [fake_record("SASRec", s, 1.0 + s) for s in (1, 2, 3)]
     records += [fake_record("ICLRec", s, 1.0 + s) for s in (1, 2, 3)]
     records += [preset_record("SASRec", s, 1.0 + s) for s in (1, 2, 3)]
@@ -357,7 +358,7 @@ def test_claims_read_the_presets_under_bce_and_the_headline_under_ce():
         record["_path"] = f"{i}.json"
     rows = report.build_rows(records)
     chosen = report.protocol_rows(rows)
-    assert chosen[("ICLRec", "BCE")].setting == {"preset": "ICLRec-paper"}
+    assert chosen[("ICLRec", "preset")].setting == {"preset": "ICLRec-paper"}
     assert chosen[("ICLRec", "CE")].setting == {}
     papers = {
         "toy": {
