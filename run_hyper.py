@@ -19,7 +19,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="run_hyper.py", description=__doc__)
     parser.add_argument("--model", "-m", default="SASRec", help="model name")
     parser.add_argument("--dataset", "-d", default="amazon-beauty", help="dataset")
-    parser.add_argument("--config_files", default=None, help="fixed YAML files")
+    parser.add_argument(
+        "--config_files",
+        default=None,
+        help="fixed YAML files; a shipped preset also by name (e.g. ICLRec-paper)",
+    )
     parser.add_argument("--params_file", required=True, help="search space file")
     parser.add_argument("--output_file", default="hyper_example.result")
     parser.add_argument(
@@ -39,10 +43,11 @@ def main(argv=None):
         return 2
     from recbole.trainer import HyperTuning
 
+    from recbole_ssl.cli import resolve_config_file
     from recbole_ssl.quick_start import exit_on_sigterm, objective_function
     from recbole_ssl.utils import RecBoleSSLError
 
-    config_files = args.config_files.split() if args.config_files else []
+    config_files = [resolve_config_file(f) for f in (args.config_files or "").split()]
     exit_on_sigterm()
 
     def objective(config_dict, config_file_list, saved=True):

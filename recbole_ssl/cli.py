@@ -110,7 +110,10 @@ def main(argv=None):
     try:
         check_settings(args.settings)
         if args.evaluate:
-            evaluate_checkpoint(args.evaluate)
+            check_command_line(
+                None, None, config_files, option_names(), evaluate=args.evaluate
+            )
+            evaluate_checkpoint(args.evaluate, config_file_list=config_files)
             return 0
         check_integer("nproc", args.nproc, 1)
         check_command_line(

@@ -138,6 +138,15 @@ class Config(RecBoleConfig):
             if cfg.get(key) is not None:
                 check_integer(key, cfg[key], 1)
         check_number("learning_rate", cfg.get("learning_rate"), 0, low_open=True)
+        nproc = cfg.get("nproc") or 1
+        gpus = str(cfg.get("gpu_id") or "").split(",")
+        if nproc > 1 and cfg.get("use_gpu") and torch.cuda.is_available():
+            if len(gpus) < nproc:
+                raise ConfigError(
+                    f"nproc {nproc} on CUDA needs one GPU per process: gpu_id is "
+                    f"{cfg.get('gpu_id')!r}; set e.g. --gpu_id={','.join(map(str, range(nproc)))}"
+                    " (or --use_gpu=False for gloo on the CPU)"
+                )
         if cfg.get("eval_groups") is not None:
             check_integer("eval_groups", cfg["eval_groups"], 0)
         for key, value in cfg.items():
@@ -179,13 +188,20 @@ class Config(RecBoleConfig):
         return unknown
 
     def _init_device(self):
-        """Distributed runs use gloo on the CPU when CUDA is not available.
+        """``use_gpu: False`` trains on the CPU, and distributed runs use gloo on the
+        CPU when CUDA is not available or not to be used.
 
-        RecBole hard-codes nccl and ``cuda:<rank>``; on a CUDA machine its code runs
-        unchanged.
+        RecBole 1.2.1 picks the device from ``gpu_id`` and CUDA alone (``use_gpu`` only
+        labels its logs) and hard-codes nccl and ``cuda:<rank>`` for distributed runs;
+        on a CUDA machine with ``use_gpu`` its code runs unchanged.
         """
         cfg = self.final_config_dict
-        if "local_rank" not in cfg or (torch.cuda.is_available() and cfg["use_gpu"]):
+        if "local_rank" not in cfg:
+            super()._init_device()
+            if not cfg["use_gpu"]:
+                cfg["device"] = torch.device("cpu")
+            return
+        if torch.cuda.is_available() and cfg["use_gpu"]:
             return super()._init_device()
         cfg["gpu_id"] = str(cfg["gpu_id"])
         torch.distributed.init_process_group(

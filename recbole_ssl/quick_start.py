@@ -53,13 +53,18 @@ def build_config(model=None, dataset=None, config_file_list=None, config_dict=No
         raise ConfigError(f"invalid configuration: {e}") from e
 
 
-def check_command_line(model, dataset, config_file_list, options, resume=None):
+def check_command_line(
+    model, dataset, config_file_list, options, resume=None, evaluate=None
+):
     """Raise a :class:`ConfigError` naming each ``--key=value`` of the command line
     that no configuration of this run knows (RecBole would ignore it silently), with
-    the closest known key. ``options``: the command line's own option names."""
+    the closest known key. ``options``: the command line's own option names; with
+    ``resume`` or ``evaluate`` the run's settings come from that checkpoint."""
     config_dict = None
     if resume:
         model, dataset, config_dict, _ = resume_settings(resume)
+    elif evaluate:
+        model, dataset, config_dict, _ = checkpoint_settings(evaluate)
     config = build_config(model, dataset, config_file_list, config_dict)
     unknown = config.unknown_command_line_keys(options)
     if unknown:
@@ -351,15 +356,14 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     }
 
 
-def load_data_and_model(model_file, config_dict=None):
-    """Rebuild the config, data and model of a checkpoint saved by the plugin's trainers.
+def checkpoint_settings(model_file):
+    """``(model, dataset, settings, checkpoint)`` of a checkpoint saved by the plugin's
+    trainers:
+    the settings the user gave when training (``external_config``), without those
+    that place a distributed run's processes (one process evaluates).
 
-    The checkpoint is read with ``weights_only=True``; the ``Config`` is rebuilt from
-    the settings the user gave when training (``external_config``), updated with
-    ``config_dict`` (and, as always, the command line), e.g. another ``eval_args``.
-
-    Returns:
-        tuple: (config, model, dataset, train_data, valid_data, test_data)
+    Raises:
+        ConfigError: ``model_file`` is no checkpoint, or not one of the plugin's.
     """
     checkpoint = load_checkpoint(model_file, "evaluate")
     if "external_config" not in checkpoint:
@@ -368,15 +372,30 @@ def load_data_and_model(model_file, config_dict=None):
             "load RecBole checkpoints with recbole.quick_start.load_data_and_model"
         )
     saved = checkpoint["config"]
-    # one process evaluates: a distributed run's settings would wait for its ranks
     settings = {
         k: v
         for k, v in checkpoint["external_config"].items()
         if k not in DISTRIBUTED_KEYS
     }
+    return saved["model"], saved["dataset"], settings, checkpoint
+
+
+def load_data_and_model(model_file, config_dict=None, config_file_list=None):
+    """Rebuild the config, data and model of a checkpoint saved by the plugin's trainers.
+
+    The checkpoint is read with ``weights_only=True``; the ``Config`` is rebuilt from
+    the settings the user gave when training (``external_config``), updated with
+    ``config_file_list``, ``config_dict`` (and, as always, the command line), e.g.
+    another ``eval_args``.
+
+    Returns:
+        tuple: (config, model, dataset, train_data, valid_data, test_data)
+    """
+    model, dataset, settings, checkpoint = checkpoint_settings(model_file)
     config = build_config(
-        saved["model"],
-        saved["dataset"],
+        model,
+        dataset,
+        config_file_list,
         config_dict=dict(settings, **(config_dict or {})),
     )
     init_seed(config["seed"], config["reproducibility"])
@@ -390,18 +409,18 @@ def load_data_and_model(model_file, config_dict=None):
     return config, model, dataset, train_data, valid_data, test_data
 
 
-def evaluate_checkpoint(model_file, config_dict=None):
+def evaluate_checkpoint(model_file, config_dict=None, config_file_list=None):
     """Evaluate a saved model on validation and test without training it.
 
-    Settings come from the checkpoint, updated by ``config_dict`` and the command
-    line: e.g. ``eval_args`` with ``mode: uni100`` scores the same weights under
+    Settings come from the checkpoint, updated by ``config_file_list``, ``config_dict``
+    and the command line: e.g. ``eval_args`` with ``mode: uni100`` scores the same weights under
     RecBole's sampled protocol.
 
     Returns:
         dict: ``valid_result`` and ``test_result``.
     """
     config, model, _, _, valid_data, test_data = load_data_and_model(
-        model_file, config_dict
+        model_file, config_dict, config_file_list
     )
     logger = getLogger()
     logger.info(sys.argv)

@@ -404,13 +404,16 @@ def results_section(rows, papers, dataset, page_dir, only=None):
         "with the most seeds (marked baseline); blank below two seeds on either side. "
         "A preset is a config file of a paper's setting (recbole_ssl/properties/presets/). "
         "Epochs: per seed, trained (best). s/epoch: mean "
-        "training seconds of the recorded epochs (machines and threads differ between "
-        "runs: see Runs). Paper: the first full-ranking figure of the model in "
+        "training seconds of the recorded epochs, blank where none were timed "
+        "(machines and loads differ between runs: see the results page's Runs; the "
+        "speed benchmarks compare models in one run). Paper: the first full-ranking "
+        "figure of the model in "
         "[`papers.yaml`]("
         + _link(PAPERS_FILE, page_dir)
         + "), NDCG@20 where the paper gives it, "
         "else NDCG@10. † a run was cut off or stopped by hand (its best checkpoint "
-        "tested). ‡ transcribed from the hand-written page that preceded the records.",
+        "tested). ‡ made before run records existed: its figures are transcribed from "
+        "its log, without per-epoch times.",
     ]
     return "\n".join(lines)
 
@@ -1288,6 +1291,15 @@ def main(argv=None):
             records = load_records(args.records, dataset)
             if not records and not args.dataset:
                 datasets.remove(dataset)  # only runs in progress: nothing to render
+                continue
+            page = os.path.join(args.results, f"{dataset}.md")
+            if args.check and not args.dataset and not os.path.isfile(page):
+                # e.g. a getting-started run on lastfm: records, never rendered
+                sys.stderr.write(
+                    f"recbole_ssl.report: {dataset}: records but no page {page}, not "
+                    f"checked (render it with --dataset {dataset})\n"
+                )
+                datasets.remove(dataset)
                 continue
             pages, figures = render(
                 dataset,

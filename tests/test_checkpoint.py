@@ -82,6 +82,31 @@ def test_evaluate_from_the_command_line(trained, tmp_path):
         load_data_and_model(str(notes))
 
 
+def test_evaluate_checks_the_command_line_and_reads_config_files(trained, tmp_path):
+    """A mistyped key is one line naming it, not a silent evaluation under the
+    defaults; a config file given with --evaluate applies."""
+    result, checkpoint_file = trained
+    out = run_tiny(
+        tmp_path,
+        "SASRec",
+        f"--evaluate={checkpoint_file}",
+        "--eval_arg={'mode':'uni100'}",
+    )
+    assert_one_clear_line(out, "--eval_arg (did you mean --eval_args?)")
+    sampled = tmp_path / "sampled.yaml"
+    sampled.write_text("eval_args:\n  mode: {valid: full, test: uni100}\n")
+    out = run_tiny(
+        tmp_path,
+        "SASRec",
+        f"--evaluate={checkpoint_file}",
+        f"--config_files={sampled}",
+        "--state=INFO",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    hit10 = logged_test_result(out.stderr)["hit@10"]
+    assert hit10 > result["test_result"]["hit@10"]  # 100 sampled items, not all
+
+
 def test_resume_checkpoint(trained, tiny_config):
     _, checkpoint_file = trained
     config, model, _, train_data, valid_data, _ = load_data_and_model(checkpoint_file)

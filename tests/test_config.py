@@ -117,3 +117,29 @@ def test_config_file_errors_name_the_file(tmp_path):
     bad.write_text("epochs: [1, 2\nlearning_rate: 0.1\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML \(line \d\)"):
         build_config("SASRec", "tiny", [str(bad)])
+
+
+def test_use_gpu_false_trains_on_the_cpu_where_cuda_is_there(tiny_config, monkeypatch):
+    """RecBole 1.2.1 picks CUDA whenever it is available and gpu_id is set, whatever
+    use_gpu says; here use_gpu: False means the CPU (CUDA faked as available)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # RecBole sets it; restored after
+    on_gpu = Config("SASRec", "tiny", config_dict=dict(tiny_config, use_gpu=True))
+    assert on_gpu["device"].type == "cuda"
+    on_cpu = Config("SASRec", "tiny", config_dict=dict(tiny_config, use_gpu=False))
+    assert on_cpu["device"].type == "cpu"
+
+
+def test_nproc_on_cuda_needs_a_gpu_per_process(tiny_config, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(ConfigError, match=r"nproc 2 on CUDA .* --gpu_id=0,1"):
+        build_config("SASRec", "tiny", config_dict=dict(tiny_config, nproc=2))
+    build_config("SASRec", "tiny", config_dict=dict(tiny_config, nproc=2, gpu_id="0,1"))
+    build_config(
+        "SASRec", "tiny", config_dict=dict(tiny_config, nproc=2, use_gpu=False)
+    )

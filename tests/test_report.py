@@ -177,6 +177,21 @@ def test_a_tiny_run_is_rendered_and_check_catches_a_new_record(tmp_path):
     assert run_report(tmp_path, "--check").returncode == 0
 
 
+def test_check_leaves_out_a_dataset_with_records_but_no_page(tmp_path):
+    """A user's first run (the README's getting started on lastfm) leaves records of a
+    dataset with no page: --check of all datasets says so and passes; rendering that
+    dataset makes its page, which --check then covers."""
+    write_records(tmp_path / "results" / "runs", [fake_record("SASRec", 1, 0.1)])
+    out = run_report(tmp_path, "--check")
+    assert out.returncode == 0, out.stderr
+    assert "toy: records but no page" in out.stderr
+    assert run_report(tmp_path, "--check", "--dataset", "toy").returncode == 1
+    assert run_report(tmp_path, "--dataset", "toy").returncode == 0
+    assert run_report(tmp_path, "--check").returncode == 0
+    (tmp_path / "results" / "toy.md").write_text("# toy\n")  # a page out of date
+    assert run_report(tmp_path, "--check").returncode == 1
+
+
 def test_a_bad_record_is_one_line(tmp_path):
     folder = tmp_path / "results" / "runs" / "toy"
     folder.mkdir(parents=True)

@@ -24,6 +24,7 @@ def test_run_hyper_two_trials(tmp_path):
         "--model=SASRec",
         "--dataset=tiny",
         f"--params_file={params}",
+        "--config_files=SASRec-paper",  # a shipped preset, by name
         "--output_file=hyper.result",
         f"--data_path={DATA_DIR}",
         "--epochs=1",
@@ -41,6 +42,7 @@ def test_run_hyper_two_trials(tmp_path):
     ]
     assert [r["entry"] for r in trials] == ["objective_function"] * 2
     assert sorted(r["config"]["learning_rate"] for r in trials) == [0.001, 0.01]
+    assert all(r["config"]["loss_type"] == "BCE" for r in trials)  # the preset's
     assert all(r["status"] == "finished" and r["test"] for r in trials)
 
 

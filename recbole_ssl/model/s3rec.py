@@ -112,11 +112,11 @@ class S3Rec(SASRec):
           text samples them), SP's the other sequence's segment (Eq. 16).
         * MIP's softmax runs over the real items only, rows ``1 .. n_items - 1`` of
           :attr:`item_weight` (Eq. 12's candidates are items; the authors' negative is
-          never the padding id 0, utils.py:32-36). Until 2026-12-01 the padding row
-          was one more candidate, a small mistake (about ``1 / n_items`` of the
-          softmax at the start: 4.6e-4 nats on ``tiny``, about 8e-5 on Beauty
-          against a loss of about 9.4); the Beauty S3-Rec runs on the results page
-          predate the fix. The finetuning CE scores row 0 as RecBole's SASRec does;
+          never the padding id 0, utils.py:32-36). The Beauty S3-Rec runs on the
+          results page were made with the padding row as one more candidate (about
+          ``1 / n_items`` of the softmax at the start: about 8e-5 nats on Beauty
+          against a loss of about 9.4). The finetuning CE scores row 0 as RecBole's
+          SASRec does;
           evaluation never ranks item 0.
         * Each objective is the mean over its scored positions (rows for SP); the
           authors sum over positions and attributes (models.py:107, 117, 123, 159),
