@@ -12,6 +12,18 @@ import torch
 Timing = collections.namedtuple("Timing", "epoch_s eval_s peak_mib peak_cuda_mib")
 
 
+def machine_line():
+    """The machine a benchmark ran on, for its header line: torch, threads, CPU model,
+    cores and memory (as the run records give them)."""
+    from recbole_ssl.record import machine
+
+    m = machine()
+    return (
+        f"torch {torch.__version__}, {m['threads']} threads, {m['cpu']} "
+        f"({m['arch']}), {m['cores']} cores, {m['memory_gib']} GiB"
+    )
+
+
 def reset_peak_memory():
     """Start a new peak: Linux's high-water mark of this process's resident memory
     (``VmHWM``, reset by writing 5 to ``/proc/self/clear_refs``) and CUDA's."""

@@ -88,7 +88,7 @@ def main():
     if args.one:
         return measure_one(args)
 
-    import torch
+    from bench_timing import machine_line
     from contrastive_speed import figure
 
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="catalogue-")
@@ -96,9 +96,7 @@ def main():
     print(
         f"# SASRec on synthetic power-law data: {args.users} users, "
         f"{args.interactions} interactions; SSM with {args.negatives} negatives; "
-        f"each setting capped at {memory_gib:.1f} GiB; "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{os.cpu_count()} cores"
+        f"each setting capped at {memory_gib:.1f} GiB; {machine_line()}"
     )
     print(f"{'items':>9}{'loss':>6}{'s/epoch':>10}{'eval s':>9}{'peak MiB':>10}")
     for size in map(int, args.sizes.split(",")):

@@ -21,15 +21,18 @@ machine's absolute times vary with its load.
 
 import argparse
 import os
-import platform
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import torch  # noqa: E402
 import yaml  # noqa: E402
-from bench_timing import memory_columns, memory_header, time_epochs  # noqa: E402
+from bench_timing import (
+    machine_line,
+    memory_columns,
+    memory_header,
+    time_epochs,
+)  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
 from recbole_ssl import utils  # noqa: E402
@@ -96,11 +99,7 @@ def main():
     args = parser.parse_args()
     extra = {"data_path": args.data_path} if args.data_path else {}
 
-    print(
-        f"# {args.dataset}, YAML defaults, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {platform.machine()}, "
-        f"{os.cpu_count()} cores"
-    )
+    print(f"# {args.dataset}, YAML defaults, {machine_line()}")
     specs = args.models.split(",")
     width = max(10, *(len(spec) + 1 for spec in specs))
     print(

@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy as np  # noqa: E402
 
-from recbole_ssl.groups import test_ranks  # noqa: E402
 from recbole_ssl.quick_start import load_data_and_model  # noqa: E402
+from recbole_ssl.trainer.user_groups import test_ranks  # noqa: E402
 from recbole_ssl.utils import RecBoleSSLError, get_trainer  # noqa: E402
 
 

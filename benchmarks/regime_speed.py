@@ -16,14 +16,17 @@ absolute times vary with its load.
 
 import argparse
 import os
-import platform
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import recbole.data  # noqa: E402
-import torch  # noqa: E402
-from bench_timing import memory_columns, memory_header, time_epochs  # noqa: E402
+from bench_timing import (
+    machine_line,
+    memory_columns,
+    memory_header,
+    time_epochs,
+)  # noqa: E402
 from recbole.model.sequential_recommender import SASRec as RecBoleSASRec  # noqa: E402
 from recbole.trainer import Trainer as RecBoleTrainer  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
@@ -69,11 +72,7 @@ def main():
     args = parser.parse_args()
     extra = {"data_path": args.data_path} if args.data_path else {}
 
-    print(
-        f"# {args.dataset}, SASRec (CE, batch 256), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {platform.machine()}, "
-        f"{os.cpu_count()} cores"
-    )
+    print(f"# {args.dataset}, SASRec (CE, batch 256), {machine_line()}")
     print(
         f"{'setup':<10}{'train rows':>12}{'s/epoch':>10}{'eval s':>9}{memory_header()}"
     )

@@ -18,14 +18,18 @@ times vary with its load.
 
 import argparse
 import os
-import platform
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import torch  # noqa: E402
-from bench_timing import memory_columns, memory_header, time_epochs  # noqa: E402
+from bench_timing import (
+    machine_line,
+    memory_columns,
+    memory_header,
+    time_epochs,
+)  # noqa: E402
 from recbole.model.sequential_recommender import S3Rec as CoreS3Rec  # noqa: E402
 from recbole.utils import init_seed  # noqa: E402
 
@@ -72,11 +76,7 @@ def main():
     parser.add_argument("--data_path", default=None)
     args = parser.parse_args()
     paths = {"data_path": args.data_path} if args.data_path else {}
-    print(
-        f"# {args.dataset}, S3Rec pretraining (batch 256), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {platform.machine()}, "
-        f"{os.cpu_count()} cores"
-    )
+    print(f"# {args.dataset}, S3Rec pretraining (batch 256), {machine_line()}")
     rows = []
     core_extra = dict(paths, train_stage="pretrain", item_attribute="attributes")
     _, core, core_data, _ = prepare(CoreS3Rec, args.dataset, core_extra)

@@ -247,7 +247,7 @@ def record_groups(config, model, test_data, test_result, record, logger):
     full-sort pass over the test users. Not in distributed runs (each rank holds a share
     of the users) nor where the dataset keeps no histories; a disagreement with the
     evaluator's figures is logged and nothing recorded."""
-    from recbole_ssl.groups import disagreement, group_metrics
+    from recbole_ssl.trainer.user_groups import disagreement, group_metrics
 
     n_groups = config["eval_groups"]
     if not n_groups or (dist.is_available() and dist.is_initialized()):

@@ -8,8 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from recbole_ssl.groups import equal_groups, main, metrics_of
+from recbole_ssl.groups import main
 from recbole_ssl.quick_start import run_recbole_ssl
+from recbole_ssl.trainer.user_groups import equal_groups, metrics_of
 
 
 def test_equal_groups_by_length_then_user():

@@ -72,7 +72,9 @@ def test_a_cli_run_writes_one_complete_record(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     (record,) = records(tmp_path / "results" / "runs")
-    assert set(record) == RECORD_KEYS
+    # and the tested model's metrics by user group (eval_groups, single process)
+    assert set(record) == RECORD_KEYS | {"groups"}
+    assert len(record["groups"]["groups"]) == 5
     assert record["status"] == "finished" and record["kind"] == "train"
     assert (record["model"], record["dataset"], record["seed"]) == ("ICLRec", "tiny", 7)
     # what the user changed, and only that; the seed and output keys are no setting
