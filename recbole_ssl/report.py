@@ -122,9 +122,23 @@ def datasets_in(records_dir):
 def setting_key(record):
     """The row a record belongs to: its setting, without seed and output keys (as
     :func:`recbole_ssl.record.setting_of` filters them today). A run from shipped
-    presets (``presets``) is ``{"preset": names}`` plus the keys it set otherwise."""
+    presets (``presets``), or one whose setting holds every value of its model's paper
+    preset, is ``{"preset": names}`` plus the keys it set otherwise."""
     setting = setting_of(record.get("setting") or {})
     presets = record.get("presets") or []
+    own = f"{record.get('model')}-paper"
+    values = preset_values(own)
+    if (
+        not presets
+        and values
+        and all(
+            k in setting and json.dumps(setting[k]) == json.dumps(v)
+            for k, v in values.items()
+        )
+    ):
+        # every value of the model's paper preset, given some other way: e.g. the
+        # evaluation of a preset run's checkpoint, whose settings come from it
+        presets = [own]
     if presets:
         given = {}
         for name in presets:

@@ -360,6 +360,20 @@ def test_verdict_words_by_hand(iclrec, claimed, word):
     assert report.verdict(None, sasrec, claimed, "ndcg@20")[2] == "not run"
 
 
+def test_a_setting_holding_every_preset_value_is_that_preset():
+    """E.g. the evaluation record of a preset run's checkpoint, whose settings come
+    from the checkpoint rather than from the preset file."""
+    values = dict(report.preset_values("ICLRec-paper"))
+    record = fake_record("ICLRec", 1, 0.5, setting=dict(values, eval_step=2))
+    assert json.loads(report.setting_key(record)) == {
+        "preset": "ICLRec-paper",
+        "eval_step": 2,
+    }
+    values.pop("fnm")  # one value short: not the preset
+    record = fake_record("ICLRec", 1, 0.5, setting=values)
+    assert "preset" not in json.loads(report.setting_key(record))
+
+
 def test_claims_read_the_presets_and_the_headline_under_ce():
     records = [fake_record("SASRec", s, 1.0 + s) for s in (1, 2, 3)]
     records += [fake_record("ICLRec", s, 1.0 + s) for s in (1, 2, 3)]
