@@ -24,6 +24,7 @@ from what the model reads.
 """
 
 import ast
+import functools
 import os
 import re
 from collections import OrderedDict
@@ -98,6 +99,7 @@ def hyper_ranges(path):
     return ranges
 
 
+@functools.lru_cache(maxsize=1)
 def _overall_defaults():
     """The defaults of keys no model YAML sets: the plugin's ``overall.yaml``, then
     RecBole's (RecBole's own files in RecBole's order)."""

@@ -133,11 +133,7 @@ def resume_settings(resume, config_dict=None):
             f"resume: {resume} holds one epoch's weights, not a run's state; resume "
             "from the run's '-last.pth' checkpoint beside it"
         )
-    settings = {
-        k: v
-        for k, v in checkpoint["external_config"].items()
-        if k not in DISTRIBUTED_KEYS
-    }
+    settings = given_settings(checkpoint)
     settings.update(config_dict or {})
     settings["resume"] = str(resume)
     saved = checkpoint["config"]
@@ -356,11 +352,20 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     }
 
 
+def given_settings(checkpoint):
+    """The settings the user gave when training (``external_config``), without those
+    that place a distributed run's processes (one process evaluates or resumes them
+    where ``nproc`` is given again)."""
+    return {
+        k: v
+        for k, v in checkpoint["external_config"].items()
+        if k not in DISTRIBUTED_KEYS
+    }
+
+
 def checkpoint_settings(model_file):
     """``(model, dataset, settings, checkpoint)`` of a checkpoint saved by the plugin's
-    trainers:
-    the settings the user gave when training (``external_config``), without those
-    that place a distributed run's processes (one process evaluates).
+    trainers, the settings those of :func:`given_settings`.
 
     Raises:
         ConfigError: ``model_file`` is no checkpoint, or not one of the plugin's.
@@ -372,12 +377,7 @@ def checkpoint_settings(model_file):
             "load RecBole checkpoints with recbole.quick_start.load_data_and_model"
         )
     saved = checkpoint["config"]
-    settings = {
-        k: v
-        for k, v in checkpoint["external_config"].items()
-        if k not in DISTRIBUTED_KEYS
-    }
-    return saved["model"], saved["dataset"], settings, checkpoint
+    return saved["model"], saved["dataset"], given_settings(checkpoint), checkpoint
 
 
 def load_data_and_model(model_file, config_dict=None, config_file_list=None):
@@ -412,9 +412,9 @@ def load_data_and_model(model_file, config_dict=None, config_file_list=None):
 def evaluate_checkpoint(model_file, config_dict=None, config_file_list=None):
     """Evaluate a saved model on validation and test without training it.
 
-    Settings come from the checkpoint, updated by ``config_file_list``, ``config_dict``
-    and the command line: e.g. ``eval_args`` with ``mode: uni100`` scores the same weights under
-    RecBole's sampled protocol.
+    Settings come from the checkpoint, updated by ``config_file_list``,
+    ``config_dict`` and the command line: e.g. ``eval_args`` with ``mode: uni100``
+    scores the same weights under RecBole's sampled protocol.
 
     Returns:
         dict: ``valid_result`` and ``test_result``.

@@ -471,6 +471,15 @@ def claimed_gains(papers, dataset, model):
     return gains
 
 
+def tested_claim(gains):
+    """``(metric, claimed gain)`` a verdict tests, from :func:`claimed_gains`: the
+    first claim's (the model's own paper first), else NDCG@20 and no claimed gain."""
+    if not gains:
+        return "ndcg@20", None
+    _, _, metric, gain = gains[0]
+    return metric, gain
+
+
 def verdict(row, baseline, claimed, metric):
     """``(gain, p, word)`` of ``row`` against ``baseline`` on test ``metric``.
 
@@ -529,9 +538,7 @@ def claims_section(rows, papers, dataset):
         gains = claimed_gains(papers, dataset, model)
         if not gains and not any((model, p) in chosen for p in PROTOCOLS):
             continue
-        claim = gains[0] if gains else None
-        metric = claim[2] if claim else "ndcg@20"
-        claimed = claim[3] if claim else None
+        metric, claimed = tested_claim(gains)
         cells = [
             model,
             "; ".join(
@@ -798,10 +805,7 @@ def models_section(rows, papers, dataset, figures, readme_dir, page_path, docs_d
         cost = relative_cost(chosen, model)
         holds = "(baseline)"
         if model != "SASRec":
-            gains = claimed_gains(papers, dataset, model)
-            claim = gains[0] if gains else None
-            metric = claim[2] if claim else "ndcg@20"
-            claimed = claim[3] if claim else None
+            metric, claimed = tested_claim(claimed_gains(papers, dataset, model))
             holds = " / ".join(
                 verdict(chosen.get((model, p)), sasrec[p], claimed, metric)[2]
                 for p in PROTOCOLS
