@@ -18,15 +18,18 @@ A single-process training run records the same ``groups`` of its tested model it
 """
 
 import argparse
+import os
+import shlex
 import sys
 
 from recbole_ssl.errors import RecBoleSSLError
 from recbole_ssl.trainer.user_groups import disagreement, group_metrics
 
 
-def evaluate_groups(path, n_groups=5):
+def evaluate_groups(path, n_groups=5, command=None):
     """Rank the test targets of checkpoint ``path`` and write its evaluation record
-    with the group metrics; returns ``(config, groups, overall, recbole)``."""
+    with the group metrics (``command``: the command line to record, where it is not
+    ``sys.argv``); returns ``(config, groups, overall, recbole)``."""
     from recbole_ssl.quick_start import load_data_and_model
     from recbole_ssl.record import recording
     from recbole_ssl.utils import get_trainer
@@ -42,6 +45,8 @@ def evaluate_groups(path, n_groups=5):
         if problem:
             raise RuntimeError(f"groups: {problem}")
         if record is not None:
+            if command:
+                record.data["command"] = command
             record.data["groups"] = {"by": "train_length", "groups": groups}
             record.finish(None, recbole, checkpoint=path)
     return config, groups, overall, recbole
@@ -53,13 +58,17 @@ def main(argv=None):
     )
     parser.add_argument("checkpoints", nargs="+")
     parser.add_argument("--groups", type=int, default=5)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    command = shlex.join(
+        [os.path.basename(sys.executable), "-m", "recbole_ssl.groups", *argv]
+    )
     sys.argv = sys.argv[:1]  # RecBole's Config reads the command line: not ours
     if args.groups < 1:
         parser.error("--groups must be an integer >= 1")
     try:
         for path in args.checkpoints:
-            config, groups, overall, _ = evaluate_groups(path, args.groups)
+            config, groups, overall, _ = evaluate_groups(path, args.groups, command)
             print(
                 f"{path} ({config['model']}): NDCG@20 {overall.get('ndcg@20', 0):.4f}"
             )

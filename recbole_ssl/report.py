@@ -122,17 +122,20 @@ def datasets_in(records_dir):
 def setting_key(record):
     """The row a record belongs to: its setting, without seed and output keys (as
     :func:`recbole_ssl.record.setting_of` filters them today). A run from shipped
-    presets (``presets``), or one whose setting holds every value of its model's paper
-    preset, is ``{"preset": names}`` plus the keys it set otherwise."""
+    presets (``presets``), or one whose configuration holds every value of its model's
+    paper preset, is ``{"preset": names}`` plus the keys it set otherwise."""
     setting = setting_of(record.get("setting") or {})
     presets = record.get("presets") or []
     own = f"{record.get('model')}-paper"
     values = preset_values(own)
+    # the run's full configuration where recorded: its setting names only the keys
+    # that differ from the defaults, and a preset repeats some defaults
+    config = record.get("config") or setting
     if (
         not presets
         and values
         and all(
-            k in setting and json.dumps(setting[k]) == json.dumps(v)
+            k in config and json.dumps(config[k]) == json.dumps(v)
             for k, v in values.items()
         )
     ):

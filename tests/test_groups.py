@@ -4,6 +4,7 @@ evaluation record holding them."""
 import glob
 import json
 import os
+import shlex
 
 import numpy as np
 import pytest
@@ -41,6 +42,10 @@ def test_groups_of_a_checkpoint_are_recorded_and_add_up(tiny_config, tmp_path, c
     ]
     (record,) = [r for r in records if r["kind"] == "evaluate"]
     assert record["test"] == dict(result["test_result"])
+    # the command that made the record, not RecBole's emptied command line
+    assert record["command"].endswith(
+        f"-m recbole_ssl.groups {shlex.quote(best)} --groups=4"
+    )
     groups = record["groups"]["groups"]
     sizes = [g["users"] for g in groups]
     assert max(sizes) - min(sizes) <= 1 and sum(sizes) == 289

@@ -374,6 +374,24 @@ def test_a_setting_holding_every_preset_value_is_that_preset():
     assert "preset" not in json.loads(report.setting_key(record))
 
 
+def test_a_recorded_configuration_holding_every_preset_value_is_that_preset():
+    """As a real record has it: the setting names only the keys that differ from the
+    defaults (a preset repeats some defaults, e.g. train_neg_num 1), the full
+    configuration is under ``config``."""
+    values = dict(report.preset_values("ICLRec-paper"))
+    assert values["train_neg_num"] == 1  # a default the setting leaves out
+    config = dict(values, eval_step=2, topk=[5, 10, 20])
+    setting = {"loss_type": values["loss_type"], "eval_step": 2}
+    record = fake_record("ICLRec", 1, 0.5, setting=setting)
+    record["config"] = config
+    assert json.loads(report.setting_key(record)) == {
+        "preset": "ICLRec-paper",
+        "eval_step": 2,
+    }
+    record["config"] = dict(config, train_neg_num=2)  # one value off: not the preset
+    assert "preset" not in json.loads(report.setting_key(record))
+
+
 def test_claims_read_the_presets_and_the_headline_under_ce():
     records = [fake_record("SASRec", s, 1.0 + s) for s in (1, 2, 3)]
     records += [fake_record("ICLRec", s, 1.0 + s) for s in (1, 2, 3)]
