@@ -46,6 +46,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from bench_timing import machine_line  # noqa: E402
 
+from recbole_ssl.model.losses import bce_next_item  # noqa: E402
 from recbole_ssl.trainer.user_groups import metrics_of  # noqa: E402
 
 # their Beauty script (scripts/run_beauty.sh) over their main.py defaults
@@ -128,13 +129,13 @@ def their_test(model, user_seq, n_items, batch=1024):
 
 
 def bce(seq_out, pos, neg, weight):
-    """Their next-item loss (trainers.py ``cross_entropy``): one negative per real
-    position, averaged over the real positions."""
-    real = (pos > 0).float()
-    p = (seq_out * weight[pos]).sum(-1)
-    n = (seq_out * weight[neg]).sum(-1)
-    loss = -F.logsigmoid(p) - F.logsigmoid(-n)
-    return (loss * real).sum() / real.sum()
+    """Their next-item loss (trainers.py ``cross_entropy``, the plugin's
+    ``bce_next_item``): one negative per real position, averaged over them."""
+    real = pos > 0
+    out = seq_out[real]
+    return bce_next_item(
+        (out * weight[pos[real]]).sum(-1), (out * weight[neg[real]]).sum(-1)[:, None]
+    )
 
 
 def grad_norm(loss, params):
@@ -265,16 +266,22 @@ def probe_ours(checkpoint, n_batches, seed):
             break
         seq_output, view_output, view_len = model.encode_with_views(batch)
         rec = model.next_item_loss(seq_output, batch, model.item_weight)
-        vectors = sequence_representation(view_output, view_len, "mean")
+        views = sequence_representation(view_output, view_len, "mean").chunk(2)
         users = batch[model.USER_ID]
         terms = [
             model.intents.loss(
                 v, users, model.fnm, model.icl_temperature, model.icl_similarity
             )
-            for v in vectors.chunk(2)
+            for v in views
         ]
-        centroids = model.intents.centroids[model.intents.user_intents[users]]
-        logits = vectors.chunk(2)[0] @ centroids.t()
+        # the first view's logits as the loss forms them (similarity, temperature)
+        view, centroids = (
+            views[0],
+            model.intents.centroids[model.intents.user_intents[users]],
+        )
+        if model.icl_similarity == "cos":
+            view, centroids = F.normalize(view, dim=1), F.normalize(centroids, dim=1)
+        logits = view @ centroids.t() / model.icl_temperature
         ratio = grad_norm(model.icl_weight * sum(terms), params) / grad_norm(
             rec, params
         )
