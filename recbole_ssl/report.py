@@ -272,6 +272,19 @@ def build_rows(records):
         if record.get("superseded_by") or record.get("tested") == "last":
             continue  # replaced by a rerun; or not the best epoch's model tested
         groups.setdefault((record["model"], setting_key(record)), []).append(record)
+    for (model, key), group in groups.items():
+        seeds = [r["seed"] for r in group]
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        if twice:  # a rerun counted as another seed would shrink the p-values
+            names = ", ".join(
+                os.path.basename(r.get("_path", "?"))
+                for r in group
+                if r["seed"] in twice
+            )
+            raise ReportError(
+                f"{model}, setting {key}: seed {twice[0]} recorded more than once "
+                f"({names}); mark the replaced record superseded_by the other"
+            )
     rows = [Row(model, key, group) for (model, key), group in groups.items()]
     rows.sort(key=lambda r: (_model_rank(r.model), r.key != "{}", r.key))
     # one headline row per model (as the papers name them): its defaults, else the

@@ -486,3 +486,15 @@ def test_the_groups_figure_and_section_appear_once_there_are_groups(tmp_path):
     assert any(path.endswith("toy-groups.png") for path in figures)
     page = next(iter(pages.values()))
     assert "report:begin groups" in page and "| SASRec | CE | 1 |" in page
+
+
+def test_a_seed_recorded_twice_in_one_row_is_an_error_until_one_is_superseded():
+    """A rerun counted as another seed would inflate the seeds behind a p-value."""
+    first = dict(fake_record("SASRec", 2022, 0.5), _path="a.json")
+    again = dict(fake_record("SASRec", 2022, 0.5), _path="b.json")
+    other = dict(fake_record("SASRec", 2021, 0.4), _path="c.json")
+    with pytest.raises(report.ReportError, match="seed 2022 recorded more than once"):
+        report.build_rows([first, again, other])
+    first["superseded_by"] = "b.json"
+    (row,) = report.build_rows([first, again, other])
+    assert sorted(r["seed"] for r in row.records) == [2021, 2022]
