@@ -153,6 +153,13 @@ def setting_key(record):
                 for k, v in setting.items()
                 if k not in given or json.dumps(given[k]) != json.dumps(v)
             },
+            # a preset key the run set back to its model's default: the setting
+            # omits it (it is a default), yet the run differs from the preset there
+            **{
+                k: config[k]
+                for k, v in given.items()
+                if k in config and json.dumps(config[k]) != json.dumps(v)
+            },
         }
     return json.dumps(setting, sort_keys=True)
 
@@ -550,6 +557,7 @@ def claims_section(rows, papers, dataset):
         "holds (preset) | CE (defaults): gain, p | holds (CE) |",
         "|---|---|---|---:|---|---:|---|",
     ]
+    words = {p: {} for p in PROTOCOLS}  # protocol -> {model: verdict}
     for model in models:
         gains = claimed_gains(papers, dataset, model)
         if not gains and not any((model, p) in chosen for p in PROTOCOLS):
@@ -572,8 +580,11 @@ def claims_section(rows, papers, dataset):
             if p is not None:
                 detail += f", p={p:.2g}"
             cells += [detail, word]
+            words[protocol][model] = word
         lines.append(table_row(cells))
     lines += [
+        "",
+        claims_summary(words),
         "",
         "The claim: the model's gain over SASRec in the same table of a paper (the "
         "model's own paper first; its protocol where it is not full ranking), on "
@@ -588,6 +599,46 @@ def claims_section(rows, papers, dataset):
         "**no (behind)**; **too few seeds**, under two on either side; **not run**.",
     ]
     return "\n".join(lines)
+
+
+def claims_summary(words):
+    """The verdict table in words, one sentence per protocol, so that no sentence
+    about it is typed by hand: ``words`` is ``{protocol: {model: verdict}}``."""
+    names = {"preset": "Under each paper's preset", "CE": "Under the plugin's CE"}
+    sentences = []
+    for protocol in PROTOCOLS:
+        by_word = {}
+        for model, word in words.get(protocol, {}).items():
+            by_word.setdefault(word, []).append(model)
+        if not by_word:
+            continue
+        parts = []
+        for word, text in (
+            ("yes", "the claimed gain holds for {}"),
+            ("partly", "a smaller gain than claimed holds for {}"),
+            ("no (tie)", "{} tie SASRec"),
+            ("no (behind)", "{} fall behind SASRec"),
+            ("too few seeds", "{} have too few seeds to decide"),
+            ("not run", "{} are not run"),
+        ):
+            if word in by_word:
+                models = by_word[word]
+                joined = (
+                    models[0]
+                    if len(models) == 1
+                    else ", ".join(models[:-1]) + " and " + models[-1]
+                )
+                if len(models) == 1:
+                    # one model: the verb agrees (ties, falls, has, is)
+                    text = (
+                        text.replace(" tie ", " ties ")
+                        .replace(" fall ", " falls ")
+                        .replace(" have ", " has ")
+                        .replace(" are ", " is ")
+                    )
+                parts.append(text.format(joined))
+        sentences.append(f"{names[protocol]}, {'; '.join(parts)}.")
+    return " ".join(sentences)
 
 
 def _compared_setting(record):
@@ -804,6 +855,7 @@ def models_section(rows, papers, dataset, figures, readme_dir, page_path, docs_d
     chosen = protocol_rows(rows)
     sasrec = {p: chosen.get(("SASRec", p)) for p in PROTOCOLS}
     path, caption = figures["test"]
+    words = {p: {} for p in PROTOCOLS}  # protocol -> {model: verdict}
     lines = [f"![{caption}]({_link(path, readme_dir)})", ""]
     lines += [
         "| model | item attributes | s/epoch vs SASRec | NDCG@20, CE (seeds) | "
@@ -822,10 +874,13 @@ def models_section(rows, papers, dataset, figures, readme_dir, page_path, docs_d
         holds = "(baseline)"
         if model != "SASRec":
             metric, claimed = tested_claim(claimed_gains(papers, dataset, model))
-            holds = " / ".join(
+            verdicts = [
                 verdict(chosen.get((model, p)), sasrec[p], claimed, metric)[2]
                 for p in PROTOCOLS
-            )
+            ]
+            for p, word in zip(PROTOCOLS, verdicts, strict=True):
+                words[p][model] = word
+            holds = " / ".join(verdicts)
         cells = [
             name,
             "optional" if _uses_attributes(model) else "no",
@@ -849,6 +904,8 @@ def models_section(rows, papers, dataset, figures, readme_dir, page_path, docs_d
         "paper's claimed gain over SASRec tested with a Welch t-test over seeds (yes, "
         "partly, no, too few seeds, not run; the rule and every setting, seed and "
         f"command: [`{page}`]({page})).",
+        "",
+        claims_summary(words),
     ]
     return "\n".join(lines)
 

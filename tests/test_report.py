@@ -392,6 +392,25 @@ def test_a_recorded_configuration_holding_every_preset_value_is_that_preset():
     assert "preset" not in json.loads(report.setting_key(record))
 
 
+def test_a_preset_key_set_back_to_its_default_is_named():
+    """The weak-ICL run: ``--icl_similarity=cos`` on top of ICLRec-paper (dot). cos is
+    ICLRec's YAML default, so the record's setting leaves it out; the row must still
+    say the run differs from the preset there."""
+    values = dict(report.preset_values("ICLRec-paper"))
+    assert values["icl_similarity"] == "dot"
+    record = fake_record("ICLRec", 1, 0.5, setting={"icl_weight": 0.05})
+    record["presets"] = ["ICLRec-paper"]
+    record["config"] = dict(values, icl_similarity="cos", icl_weight=0.05)
+    assert json.loads(report.setting_key(record)) == {
+        "preset": "ICLRec-paper",
+        "icl_similarity": "cos",
+        "icl_weight": 0.05,
+    }
+    record["config"] = dict(values)  # the preset itself: nothing more to name
+    record["setting"] = {}
+    assert json.loads(report.setting_key(record)) == {"preset": "ICLRec-paper"}
+
+
 def test_claims_read_the_presets_and_the_headline_under_ce():
     records = [fake_record("SASRec", s, 1.0 + s) for s in (1, 2, 3)]
     records += [fake_record("ICLRec", s, 1.0 + s) for s in (1, 2, 3)]
@@ -419,6 +438,26 @@ def test_claims_read_the_presets_and_the_headline_under_ce():
     # BCE: (5, 6, 7) against (2, 3, 4): +100%, p = 0.021; CE: the same values, a tie
     assert "| +25.0% (ICLRec paper) | NDCG@20 | +100.0%, p=0.021 | yes |" in line
     assert line.endswith("| +0.0%, p=1 | no (tie) |")
+
+
+def test_the_claims_in_words_follow_the_verdicts():
+    words = {
+        "preset": {"A": "yes", "B": "no (tie)", "C": "not run", "D": "not run"},
+        "CE": {"A": "no (behind)", "B": "partly", "C": "too few seeds"},
+    }
+    assert report.claims_summary(words) == (
+        "Under each paper's preset, the claimed gain holds for A; B ties SASRec; "
+        "C and D are not run. Under the plugin's CE, a smaller gain than claimed "
+        "holds for B; A falls behind SASRec; C has too few seeds to decide."
+    )
+    # the rendered claims block carries it: no sentence about the table typed by hand
+    records = [fake_record("SASRec", s, 1.0 + s) for s in (1, 2, 3)]
+    records += [fake_record("ICLRec", s, 1.0 + s) for s in (1, 2, 3)]
+    for i, record in enumerate(records):
+        record["_path"] = f"{i}.json"
+    text = report.claims_section(report.build_rows(records), {}, "toy")
+    assert "Under the plugin's CE, ICLRec ties SASRec." in text
+    assert "Under each paper's preset, ICLRec is not run." in text
 
 
 def group_record(model, seed, loss, values, start="2026-12-01T10:00:00"):
