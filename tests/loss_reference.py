@@ -31,6 +31,18 @@ SCORED_ROWS = 8
 REFERENCES = {
     "DSSRec": ("DSSRec", {}),
     "MMInfoRec": ("MMInfoRec", {}),
+    # no dropout anywhere, two g_enc layers and the authors' attcc: the computation
+    # itself, whatever the dropout masks are drawn as
+    "MMInfoRec-no-dropout": (
+        "MMInfoRec",
+        {
+            "attribute_dropout_prob": 0.0,
+            "hidden_dropout_prob": 0.0,
+            "attn_dropout_prob": 0.0,
+            "attribute_layers": 2,
+            "item_encoding": "attcc",
+        },
+    ),
 }
 
 
