@@ -613,30 +613,23 @@ def claims_summary(words):
         if not by_word:
             continue
         parts = []
-        for word, text in (
-            ("yes", "the claimed gain holds for {}"),
-            ("partly", "a smaller gain than claimed holds for {}"),
-            ("no (tie)", "{} tie SASRec"),
-            ("no (behind)", "{} fall behind SASRec"),
-            ("too few seeds", "{} have too few seeds to decide"),
-            ("not run", "{} are not run"),
-        ):
-            if word in by_word:
-                models = by_word[word]
-                joined = (
-                    models[0]
-                    if len(models) == 1
-                    else ", ".join(models[:-1]) + " and " + models[-1]
-                )
-                if len(models) == 1:
-                    # one model: the verb agrees (ties, falls, has, is)
-                    text = (
-                        text.replace(" tie ", " ties ")
-                        .replace(" fall ", " falls ")
-                        .replace(" have ", " has ")
-                        .replace(" are ", " is ")
-                    )
-                parts.append(text.format(joined))
+        for word, one, many in (
+            ("yes", "the claimed gain holds for {}", None),
+            ("partly", "a smaller gain than claimed holds for {}", None),
+            ("no (tie)", "{} ties SASRec", "{} tie SASRec"),
+            ("no (behind)", "{} falls behind SASRec", "{} fall behind SASRec"),
+            ("too few seeds", "{} has too few seeds to decide", "{} have too few "
+             "seeds to decide"),
+            ("not run", "{} is not run", "{} are not run"),
+        ):  # fmt: skip
+            models = by_word.get(word)
+            if not models:
+                continue
+            if len(models) == 1:
+                parts.append(one.format(models[0]))
+            else:
+                joined = ", ".join(models[:-1]) + " and " + models[-1]
+                parts.append((many or one).format(joined))
         sentences.append(f"{names[protocol]}, {'; '.join(parts)}.")
     return " ".join(sentences)
 
