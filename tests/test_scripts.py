@@ -157,6 +157,34 @@ def test_dssrec_pace_benchmark_runs(tmp_path):
         assert 0 < first < 2 * uniform and 0 < last < 2 * uniform and seconds > 0
 
 
+def test_dssrec_init_scale_benchmark(tmp_path):
+    out = run_benchmark(
+        "benchmarks/dssrec_init_scale.py",
+        "--steps=2",
+        "--settings",
+        "{}",
+        '{"s2i_scale": false}',
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line.split() for line in out.stdout.splitlines()[2:]]
+    assert [(row[0], row[1]) for row in rows] == [
+        ("preset", "0"),
+        ("preset", "2"),
+        ("s2i_scale=False", "0"),
+        ("s2i_scale=False", "2"),
+    ]
+    preset, unscaled = ([float(v) for v in rows[i][2:]] for i in (0, 2))
+    positions, candidates, ln, part, item, std, top, loss = preset
+    assert candidates == 4 * positions  # the preset's four intentions per target
+    assert ln == pytest.approx(torch.log(torch.tensor(candidates)).item(), abs=0.01)
+    # the same fresh model: only the 1/sqrt(64) scale differs
+    assert unscaled[:5] == preset[:5]
+    assert unscaled[5] == pytest.approx(8 * std, rel=0.01)
+    assert unscaled[6] == pytest.approx(8 * top, rel=0.01)
+    assert abs(loss - ln) < 0.05  # tiny scaled scores: a uniform start
+
+
 def test_dssrec_pace_benchmark_rejects_a_setting_without_model(tmp_path):
     out = run_benchmark(
         "benchmarks/dssrec_pace.py",
