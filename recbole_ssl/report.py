@@ -546,11 +546,26 @@ def protocol_rows(rows):
     return chosen
 
 
+def claim_verdicts(chosen, model, gains):
+    """``(metric, {protocol: (gain, p, word)})``: :func:`verdict` of ``model``'s row
+    against SASRec's under each protocol (``chosen``: :func:`protocol_rows`), on the
+    claim of :func:`tested_claim` (``gains``: :func:`claimed_gains`)."""
+    metric, claimed = tested_claim(gains)
+    return metric, {
+        protocol: verdict(
+            chosen.get((model, protocol)),
+            chosen.get(("SASRec", protocol)),
+            claimed,
+            metric,
+        )
+        for protocol in PROTOCOLS
+    }
+
+
 def claims_section(rows, papers, dataset):
     """Each paper's claimed gain over SASRec next to ours, under each paper's preset
     and the plugin's CE, with a verdict per protocol."""
     chosen = protocol_rows(rows)
-    sasrec = {p: chosen.get(("SASRec", p)) for p in PROTOCOLS}
     models = [m for m in MODEL_ORDER if m != "SASRec"]  # variants make no claims
     lines = [
         "| model | paper's claim over SASRec | metric | paper preset: gain, p | "
@@ -562,7 +577,7 @@ def claims_section(rows, papers, dataset):
         gains = claimed_gains(papers, dataset, model)
         if not gains and not any((model, p) in chosen for p in PROTOCOLS):
             continue
-        metric, claimed = tested_claim(gains)
+        metric, verdicts = claim_verdicts(chosen, model, gains)
         cells = [
             model,
             "; ".join(
@@ -573,9 +588,7 @@ def claims_section(rows, papers, dataset):
             metric.replace("ndcg", "NDCG"),
         ]
         for protocol in PROTOCOLS:
-            gain, p, word = verdict(
-                chosen.get((model, protocol)), sasrec[protocol], claimed, metric
-            )
+            gain, p, word = verdicts[protocol]
             detail = _pct(gain)
             if p is not None:
                 detail += f", p={p:.2g}"
@@ -846,7 +859,6 @@ def models_section(rows, papers, dataset, figures, readme_dir, page_path, docs_d
     item attributes, its cost per epoch against SASRec, test NDCG@20 under the
     plugin's CE and under its paper preset, and whether the paper's claim holds."""
     chosen = protocol_rows(rows)
-    sasrec = {p: chosen.get(("SASRec", p)) for p in PROTOCOLS}
     path, caption = figures["test"]
     words = {p: {} for p in PROTOCOLS}  # protocol -> {model: verdict}
     lines = [f"![{caption}]({_link(path, readme_dir)})", ""]
@@ -866,14 +878,12 @@ def models_section(rows, papers, dataset, figures, readme_dir, page_path, docs_d
         cost = relative_cost(chosen, model)
         holds = "(baseline)"
         if model != "SASRec":
-            metric, claimed = tested_claim(claimed_gains(papers, dataset, model))
-            verdicts = [
-                verdict(chosen.get((model, p)), sasrec[p], claimed, metric)[2]
-                for p in PROTOCOLS
-            ]
-            for p, word in zip(PROTOCOLS, verdicts, strict=True):
-                words[p][model] = word
-            holds = " / ".join(verdicts)
+            _, verdicts = claim_verdicts(
+                chosen, model, claimed_gains(papers, dataset, model)
+            )
+            for p in PROTOCOLS:
+                words[p][model] = verdicts[p][2]
+            holds = " / ".join(verdicts[p][2] for p in PROTOCOLS)
         cells = [
             name,
             "optional" if _uses_attributes(model) else "no",
