@@ -743,14 +743,22 @@ def papers_section(papers, dataset, models):
         + " |",
         "|---|---|---|" + "---:|" * len(METRICS),
     ]
+    notes = []
     for model in sorted(models, key=_model_rank):
         for source in (papers.get(dataset) or {}).get(model) or []:
             if source.get("protocol") != "full":
                 continue
             metrics = source["metrics"]
             cells = [model, source["source"], source["protocol"]]
+            if source.get("note"):
+                notes.append(
+                    f"{len(notes) + 1}. {model}, {source['source']}: {source['note']}"
+                )
+                cells[1] += f" ({len(notes)})"
             cells += [fmt(metrics.get(m)) for m in METRICS]
             lines.append(table_row(cells))
+    if notes:
+        lines += ["", "Notes (from `papers.yaml`):", ""] + notes
     return "\n".join(lines)
 
 

@@ -537,3 +537,25 @@ def test_a_seed_recorded_twice_in_one_row_is_an_error_until_one_is_superseded():
     first["superseded_by"] = "b.json"
     (row,) = report.build_rows([first, again, other])
     assert sorted(r["seed"] for r in row.records) == [2021, 2022]
+
+
+def test_published_figures_carry_their_notes():
+    papers = {
+        "toy": {
+            "SASRec": [{"source": "P1", "protocol": "full", "metrics": {"ndcg@20": 0.04}}],
+            "DSSRec": [
+                {"source": "P1", "protocol": "full", "metrics": {"ndcg@20": 0.05},
+                 "note": "another pipeline"},
+                {"source": "P2", "protocol": "sampled-99", "metrics": {"ndcg@10": 0.3},
+                 "note": "not shown: sampled"},
+            ],
+        }
+    }  # fmt: skip
+    text = report.papers_section(papers, "toy", {"SASRec", "DSSRec"})
+    lines = text.splitlines()
+    (row,) = [x for x in lines if x.startswith("| DSSRec |")]
+    assert row.startswith("| DSSRec | P1 (1) | full |")
+    assert "1. DSSRec, P1: another pipeline" in lines
+    assert "sampled" not in text  # the table keeps full ranking only, its notes too
+    (sasrec,) = [x for x in lines if x.startswith("| SASRec |")]
+    assert "(" not in sasrec
