@@ -567,6 +567,7 @@ def claims_section(rows, papers, dataset):
     and the plugin's CE, with a verdict per protocol."""
     chosen = protocol_rows(rows)
     models = [m for m in MODEL_ORDER if m != "SASRec"]  # variants make no claims
+    notes = paper_notes(papers, dataset, {r.paper_model for r in rows})
     lines = [
         "| model | paper's claim over SASRec | metric | paper preset: gain, p | "
         "holds (preset) | CE (defaults): gain, p | holds (CE) |",
@@ -581,7 +582,9 @@ def claims_section(rows, papers, dataset):
         cells = [
             model,
             "; ".join(
-                f"{_pct(g)} ({src}{'' if proto == 'full' else ', ' + proto})"
+                f"{_pct(g)} ({src}{'' if proto == 'full' else ', ' + proto}"
+                + (f", note {notes[(model, src)]}" if (model, src) in notes else "")
+                + ")"
                 for src, proto, _, g in gains
             )
             or "none printed",
@@ -609,7 +612,9 @@ def claims_section(rows, papers, dataset):
         "against SASRec's. p: two-sided Welch t-test over seeds. Verdict: **yes**, "
         f"ahead with p < {SIGNIFICANCE} by at least half the claimed gain; **partly**, "
         f"ahead with p < {SIGNIFICANCE} by less; **no (tie)**, p >= {SIGNIFICANCE}; "
-        "**no (behind)**; **too few seeds**, under two on either side; **not run**.",
+        "**no (behind)**; **too few seeds**, under two on either side; **not run**. "
+        "Note n: the source's note under Published figures, which a reader of the "
+        "comparison must know.",
     ]
     return "\n".join(lines)
 
@@ -743,23 +748,38 @@ def papers_section(papers, dataset, models):
         + " |",
         "|---|---|---|" + "---:|" * len(METRICS),
     ]
-    notes = []
+    numbers = paper_notes(papers, dataset, models)
     for model in sorted(models, key=_model_rank):
         for source in (papers.get(dataset) or {}).get(model) or []:
             if source.get("protocol") != "full":
                 continue
             metrics = source["metrics"]
             cells = [model, source["source"], source["protocol"]]
-            if source.get("note"):
-                notes.append(
-                    f"{len(notes) + 1}. {model}, {source['source']}: {source['note']}"
-                )
-                cells[1] += f" ({len(notes)})"
+            number = numbers.get((model, source["source"]))
+            if number:
+                cells[1] += f" ({number})"
             cells += [fmt(metrics.get(m)) for m in METRICS]
             lines.append(table_row(cells))
-    if notes:
-        lines += ["", "Notes (from `papers.yaml`):", ""] + notes
+    if numbers:
+        lines += ["", "Notes (from `papers.yaml`):", ""]
+        for (model, source), number in numbers.items():
+            note = next(
+                s["note"] for s in papers[dataset][model] if s["source"] == source
+            )
+            lines.append(f"{number}. {model}, {source}: {note}")
     return "\n".join(lines)
+
+
+def paper_notes(papers, dataset, models):
+    """``{(model, source): n}``: the numbers of the full-ranking sources of ``models``
+    that carry a note in ``papers.yaml``, in the order of the Published figures
+    table, which lists the notes; the claims table refers to them by number."""
+    numbers = {}
+    for model in sorted(models, key=_model_rank):
+        for source in (papers.get(dataset) or {}).get(model) or []:
+            if source.get("protocol") == "full" and source.get("note"):
+                numbers[(model, source["source"])] = len(numbers) + 1
+    return numbers
 
 
 def runs_section(records, page_dir):

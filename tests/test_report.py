@@ -559,3 +559,27 @@ def test_published_figures_carry_their_notes():
     assert "sampled" not in text  # the table keeps full ranking only, its notes too
     (sasrec,) = [x for x in lines if x.startswith("| SASRec |")]
     assert "(" not in sasrec
+
+
+def test_a_claim_names_the_note_of_its_source():
+    papers = {
+        "toy": {
+            "SASRec": [{"source": "P1", "protocol": "full", "metrics": {"ndcg@20": 0.04}}],
+            "CL4SRec": [{"source": "P1", "protocol": "full", "metrics": {"ndcg@20": 0.044},
+                         "note": "first"}],
+            "ICLRec": [{"source": "P1", "protocol": "full", "metrics": {"ndcg@20": 0.05},
+                        "note": "another pipeline"}],
+        }
+    }  # fmt: skip
+    records = [fake_record(m, s, 1.0 + s) for m in ("SASRec", "ICLRec") for s in (1, 2)]
+    for i, record in enumerate(records):
+        record["_path"] = f"{i}.json"
+    rows = report.build_rows(records)
+    # numbered over the models on the page: CL4SRec has no run, so ICLRec's is note 1
+    (line,) = [
+        x for x in report.claims_section(rows, papers, "toy").splitlines()
+        if x.startswith("| ICLRec |")
+    ]  # fmt: skip
+    assert "| +25.0% (P1, note 1) |" in line
+    text = report.papers_section(papers, "toy", {r.paper_model for r in rows})
+    assert "1. ICLRec, P1: another pipeline" in text.splitlines()
