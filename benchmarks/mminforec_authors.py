@@ -14,7 +14,7 @@ their ``StepLR`` and their ``EarlyStopping`` on validation HR@5, NDCG@5 and HR@1
 ``run_mminforec.py`` drives them. What this script adds:
 
 * a seed (their ``set_seed``, which their script leaves commented out), so that a run
-  can be repeated;
+  can be repeated; and the CPU (their ``--no_cuda``), this machine's;
 * resumption: after every epoch it writes ``FILE`` (model, optimizer, scheduler,
   early-stopping state, random states and every epoch's figures; written to a
   temporary file, then renamed), and a run started with an existing ``FILE`` goes on
@@ -23,7 +23,9 @@ their ``StepLR`` and their ``EarlyStopping`` on validation HR@5, NDCG@5 and HR@1
 * at the end, the best model tested twice: with their code (the user's earlier items
   scored 0, not excluded; the padding item 0 ranked like any item), and under this
   plugin's protocol (earlier items and the padding item excluded, as RecBole's
-  full-sort evaluation does), on the validation and the test split.
+  full-sort evaluation does), on the validation and the test split. A tie with the
+  target counts against it (a collapsed model, all scores equal, ranks the target
+  last, not first).
 
 It prints one line per epoch and, at the end, both tests. For the results page
 (issue 21, part 5): what the MMInfoRec paper's Table II figure is under the code that
@@ -152,6 +154,11 @@ def build(path, argv, state_file, seed):
     return args, net, their, scheduler, stopping, (valid_matrix, test_matrix), utils
 
 
+def same_run(argv):
+    """What a resumed run must share with its start: all but ``--epochs``."""
+    return [a for a in argv if not a.startswith("--epochs=")]
+
+
 def random_states():
     return {
         "torch": torch.get_rng_state(),
@@ -188,7 +195,7 @@ def our_protocol(net, their, loader, matrix):
         scores = scores.masked_fill(seen, -math.inf)
         scores[:, 0] = -math.inf
         target = scores.gather(1, answers[:, None])
-        ranks.append((scores > target).sum(1))
+        ranks.append((scores >= target).sum(1) - 1)  # ties against the target
     ranks = torch.cat(ranks).double()
     out = {}
     for k in (5, 10, 20):
@@ -254,6 +261,11 @@ def main():
     history, start = [], 0
     if os.path.isfile(options.state):
         state = torch.load(options.state, weights_only=False)
+        if same_run(state["argv"]) != same_run(argv) or state["seed"] != options.seed:
+            sys.exit(
+                f"mminforec_authors.py: --state: {options.state} was run with seed "
+                f"{state['seed']} and {' '.join(state['argv'])}; resume it with those"
+            )
         net.load_state_dict(state["model"])
         their.optim.load_state_dict(state["optim"])
         scheduler.load_state_dict(state["scheduler"])
@@ -302,6 +314,8 @@ def main():
             options.state,
             {
                 "epoch": epoch,
+                "argv": argv,
+                "seed": options.seed,
                 "model": net.state_dict(),
                 "optim": their.optim.state_dict(),
                 "scheduler": scheduler.state_dict(),

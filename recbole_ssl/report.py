@@ -567,7 +567,7 @@ def claims_section(rows, papers, dataset):
     and the plugin's CE, with a verdict per protocol."""
     chosen = protocol_rows(rows)
     models = [m for m in MODEL_ORDER if m != "SASRec"]  # variants make no claims
-    notes = paper_notes(papers, dataset, {r.paper_model for r in rows})
+    notes = paper_notes(papers, dataset, page_models(rows, papers, dataset))
     lines = [
         "| model | paper's claim over SASRec | metric | paper preset: gain, p | "
         "holds (preset) | CE (defaults): gain, p | holds (CE) |",
@@ -583,7 +583,11 @@ def claims_section(rows, papers, dataset):
             model,
             "; ".join(
                 f"{_pct(g)} ({src}{'' if proto == 'full' else ', ' + proto}"
-                + (f", note {notes[(model, src)]}" if (model, src) in notes else "")
+                + (
+                    f", note {notes[(model, src, proto)][0]}"
+                    if (model, src, proto) in notes
+                    else ""
+                )
                 + ")"
                 for src, proto, _, g in gains
             )
@@ -742,44 +746,55 @@ def _link(path, page_dir):
 
 
 def papers_section(papers, dataset, models):
+    """The full-ranking figures of ``models`` in ``papers.yaml``, and every note of
+    their sources (numbered as :func:`paper_notes`; a note of a figure of another
+    protocol says so, since the table leaves that figure out)."""
     lines = [
         "| model | source | protocol | "
         + " | ".join(m.replace("hit", "HR").replace("ndcg", "NDCG") for m in METRICS)
         + " |",
         "|---|---|---|" + "---:|" * len(METRICS),
     ]
-    numbers = paper_notes(papers, dataset, models)
+    notes = paper_notes(papers, dataset, models)
     for model in sorted(models, key=_model_rank):
         for source in (papers.get(dataset) or {}).get(model) or []:
             if source.get("protocol") != "full":
                 continue
             metrics = source["metrics"]
             cells = [model, source["source"], source["protocol"]]
-            number = numbers.get((model, source["source"]))
-            if number:
-                cells[1] += f" ({number})"
+            key = (model, source["source"], source["protocol"])
+            if key in notes:
+                cells[1] += f" ({notes[key][0]})"
             cells += [fmt(metrics.get(m)) for m in METRICS]
             lines.append(table_row(cells))
-    if numbers:
+    if notes:
         lines += ["", "Notes (from `papers.yaml`):", ""]
-        for (model, source), number in numbers.items():
-            note = next(
-                s["note"] for s in papers[dataset][model] if s["source"] == source
-            )
-            lines.append(f"{number}. {model}, {source}: {note}")
+        for (model, source, protocol), (number, note) in notes.items():
+            where = "" if protocol == "full" else f" ({protocol}, not in the table)"
+            lines.append(f"{number}. {model}, {source}{where}: {note}")
     return "\n".join(lines)
 
 
 def paper_notes(papers, dataset, models):
-    """``{(model, source): n}``: the numbers of the full-ranking sources of ``models``
-    that carry a note in ``papers.yaml``, in the order of the Published figures
-    table, which lists the notes; the claims table refers to them by number."""
-    numbers = {}
+    """``{(model, source, protocol): (n, note)}``: every source of ``models`` in
+    ``papers.yaml`` that carries a note, numbered from 1 in the order of the Published
+    figures table (models in :data:`MODEL_ORDER`, sources in the file's order), which
+    lists them; the claims table refers to them by number."""
+    notes = {}
     for model in sorted(models, key=_model_rank):
         for source in (papers.get(dataset) or {}).get(model) or []:
-            if source.get("protocol") == "full" and source.get("note"):
-                numbers[(model, source["source"])] = len(numbers) + 1
-    return numbers
+            if source.get("note"):
+                key = (model, source["source"], source.get("protocol"))
+                notes[key] = (len(notes) + 1, source["note"])
+    return notes
+
+
+def page_models(rows, papers, dataset):
+    """The models whose published figures a page shows: those it has runs of, those
+    whose claims the claims table tests, and SASRec, every claim's baseline."""
+    models = {r.paper_model for r in rows}
+    claims = {m for m in MODEL_ORDER if claimed_gains(papers, dataset, m)}
+    return models | claims | ({"SASRec"} if claims else set())
 
 
 def runs_section(records, page_dir):
@@ -1279,7 +1294,10 @@ def render(
         [
             ("results", results_section(rows, papers, dataset, page_dir)),
             ("claims", claims_section(rows, papers, dataset)),
-            ("papers", papers_section(papers, dataset, {r.paper_model for r in rows})),
+            (
+                "papers",
+                papers_section(papers, dataset, page_models(rows, papers, dataset)),
+            ),
             ("figures", figures_section(abs_paths, page_dir)),
             ("runs", runs_section(records, page_dir)),
         ]

@@ -5,6 +5,7 @@ import copy
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -547,7 +548,7 @@ def test_published_figures_carry_their_notes():
                 {"source": "P1", "protocol": "full", "metrics": {"ndcg@20": 0.05},
                  "note": "another pipeline"},
                 {"source": "P2", "protocol": "sampled-99", "metrics": {"ndcg@10": 0.3},
-                 "note": "not shown: sampled"},
+                 "note": "sampled figure"},
             ],
         }
     }  # fmt: skip
@@ -556,7 +557,9 @@ def test_published_figures_carry_their_notes():
     (row,) = [x for x in lines if x.startswith("| DSSRec |")]
     assert row.startswith("| DSSRec | P1 (1) | full |")
     assert "1. DSSRec, P1: another pipeline" in lines
-    assert "sampled" not in text  # the table keeps full ranking only, its notes too
+    # the table keeps full ranking only; the note of the sampled figure says so
+    assert not [x for x in lines if x.startswith("| DSSRec | P2")]
+    assert "2. DSSRec, P2 (sampled-99, not in the table): sampled figure" in lines
     (sasrec,) = [x for x in lines if x.startswith("| SASRec |")]
     assert "(" not in sasrec
 
@@ -575,11 +578,59 @@ def test_a_claim_names_the_note_of_its_source():
     for i, record in enumerate(records):
         record["_path"] = f"{i}.json"
     rows = report.build_rows(records)
-    # numbered over the models on the page: CL4SRec has no run, so ICLRec's is note 1
+    # numbered over the models on the page: CL4SRec has no run but a claim, so its
+    # note comes first
     (line,) = [
         x for x in report.claims_section(rows, papers, "toy").splitlines()
         if x.startswith("| ICLRec |")
     ]  # fmt: skip
-    assert "| +25.0% (P1, note 1) |" in line
-    text = report.papers_section(papers, "toy", {r.paper_model for r in rows})
-    assert "1. ICLRec, P1: another pipeline" in text.splitlines()
+    assert "| +25.0% (P1, note 2) |" in line
+    text = report.papers_section(papers, "toy", report.page_models(rows, papers, "toy"))
+    assert "2. ICLRec, P1: another pipeline" in text.splitlines()
+
+
+def test_every_claim_note_is_the_note_listed_under_its_number():
+    # notes on two models (written in the file against MODEL_ORDER), one on a sampled
+    # figure that the table leaves out, and a model with a claim but no run
+    full = {"source": "P1", "protocol": "full"}
+    papers = {
+        "toy": {
+            "MMInfoRec": [dict(full, metrics={"ndcg@20": 0.06}, note="mm")],
+            "ICLRec": [
+                dict(full, metrics={"ndcg@20": 0.05}, note="icl"),
+                {"source": "P2", "protocol": "sampled-99", "note": "icl sampled",
+                 "metrics": {"ndcg@10": 0.4}},
+            ],
+            "SASRec": [
+                dict(full, metrics={"ndcg@20": 0.04}),
+                {"source": "P2", "protocol": "sampled-99", "metrics": {"ndcg@10": 0.3}},
+            ],
+        }
+    }  # fmt: skip
+    records = [fake_record(m, s, 1.0 + s) for m in ("SASRec", "ICLRec") for s in (1, 2)]
+    for i, record in enumerate(records):
+        record["_path"] = f"{i}.json"
+    rows = report.build_rows(records)
+    models = report.page_models(rows, papers, "toy")
+    assert models == {"SASRec", "ICLRec", "MMInfoRec"}  # MMInfoRec: a claim, no run
+    listed = {}
+    for line in report.papers_section(papers, "toy", models).splitlines():
+        match = re.match(
+            r"(\d+)\. (\w+), (P\d)( \(sampled-99, not in the table\))?: ", line
+        )
+        if match:
+            listed[int(match.group(1))] = (match.group(2), match.group(3))
+    assert listed == {1: ("ICLRec", "P1"), 2: ("ICLRec", "P2"), 3: ("MMInfoRec", "P1")}
+    claims = report.claims_section(rows, papers, "toy")
+    cited = re.findall(r"\((P\d)(?:, sampled-99)?, note (\d+)\)", claims)
+    by_model = {
+        line.split("|")[1].strip(): re.findall(
+            r"\((P\d)(?:, sampled-99)?, note (\d+)\)", line
+        )
+        for line in claims.splitlines()
+        if line.startswith("| ") and "note" in line
+    }
+    assert len(cited) == 3
+    for model, notes in by_model.items():
+        for source, number in notes:
+            assert listed[int(number)] == (model, source)

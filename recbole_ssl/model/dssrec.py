@@ -212,13 +212,15 @@ class DSSRec(SASRec):
         * The paper's authors published no code. The DSSRec figures of the ICLRec
           paper (Table 1, the "paper" column of this plugin's results) come from a
           third-party implementation (github.com/abinashsinha330/DSSRec, ICLRec's
-          footnote 8) that trains in two stages: Eq. 7 as pretraining (300 epochs by
-          default, one cut per sequence, no validation), then a SASRec fine-tuned with
-          BCE and one sampled negative per position on the Transformer's outputs,
-          which by default (its ``loss_type DSS``) leaves the disentangled layer out
-          of fine-tuning and ranking. This model trains Eq. 7 end to end and ranks by
-          the best of the ``K`` parts, as the paper describes; its preset is not that
-          pipeline.
+          footnote 8), adapted: as published it reads MOOCCube's files and fails on
+          Beauty. It trains in two stages: Eq. 7 as pretraining (300 epochs by
+          default, each window of up to 50 items cut once per epoch, no validation),
+          then a SASRec fine-tuned from a pretraining checkpoint (epoch 30 by default)
+          with BCE and one sampled negative per position on the Transformer's outputs,
+          which by default (its ``loss_type DSS``, the only mode whose full ranking
+          runs) leaves the disentangled layer out of fine-tuning and ranking. This
+          model trains Eq. 7 end to end and ranks by the best of the ``K`` parts, as
+          the paper describes; its preset is not that pipeline.
     """
 
     loss_parts = DSSRecLoss
