@@ -301,3 +301,55 @@ def test_catalogue_scale_benchmark_runs(tmp_path):
     ]
     assert all(float(cells[2]) > 0 and float(cells[3]) > 0 for cells in rows)
     assert all(100 < float(cells[4]) < 24 * 1024 for cells in rows)
+
+
+def test_mminforec_authors_ranks_with_history_and_padding_out_and_ties_against():
+    import sys
+
+    import numpy as np
+    from scipy.sparse import csr_matrix
+
+    sys.path.insert(0, str(REPO_DIR / "benchmarks"))
+    from mminforec_authors import our_protocol
+
+    # two users, items 0 (padding) .. 4; scores as their model would give them
+    scores = torch.tensor([[9.0, 1.0, 5.0, 5.0, 7.0], [3.0, 2.0, 4.0, 4.0, 1.0]])
+
+    class Net:
+        def eval(self):
+            pass
+
+        def cal_test_emb(self):
+            pass
+
+        def finetune(self, batch, flag):
+            assert flag == "test"
+            return batch[0]  # the user ids: their scores below
+
+    class Their:
+        def predict_full_att(self, users):
+            return scores[users].clone()
+
+    history = csr_matrix(np.array([[0, 0, 0, 0, 1], [0, 0, 0, 1, 0]]))
+    batch = (torch.tensor([0, 1]), torch.tensor([2, 1]))  # users, answers
+    figures = our_protocol(Net(), Their(), [batch], history)
+    # user 0: item 0 (9) and item 4 (history, 7) out; item 3 ties the answer (5) and
+    # counts above it: rank 1. User 1: item 3 out; item 2 (4) above the answer (2):
+    # rank 1 as well, ties not involved
+    assert figures["hit@5"] == 1.0
+    assert figures["ndcg@5"] == pytest.approx(1 / np.log2(3))
+    # a collapsed model ranks its target last (third of three candidates), not first
+    scores[:] = 1.0
+    collapsed = our_protocol(Net(), Their(), [batch], history)
+    assert collapsed["ndcg@5"] == pytest.approx(1 / np.log2(4))
+
+
+def test_mminforec_authors_names_a_checkout_without_their_code(tmp_path):
+    out = run_script(
+        "benchmarks/mminforec_authors.py",
+        f"--authors={tmp_path}",
+        f"--state={tmp_path / 'state.pt'}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert f"--authors: no run_mminforec.py under '{tmp_path}'" in out.stderr
