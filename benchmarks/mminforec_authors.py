@@ -33,16 +33,16 @@ produced it, on this machine, next to this plugin's preset.
 """
 
 import argparse
+import functools
 import importlib
 import math
 import os
 import random
 import sys
 import time
+import types
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-os.environ.setdefault("TQDM_DISABLE", "1")  # their progress bars, per batch
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -104,6 +104,12 @@ def build(path, argv, state_file, seed):
     modules, parser = import_authors(path)
     dataset, model, trainer, utils = (
         modules[n] for n in ("dataset", "model", "trainer", "utils")
+    )
+    import tqdm
+
+    # their progress bars, one line per batch in a log: off (a bar's length stays)
+    trainer.tqdm = types.SimpleNamespace(
+        tqdm=functools.partial(tqdm.tqdm, disable=True)
     )
     args = parser.parse_args(argv)
     utils.set_seed(seed)
