@@ -5,7 +5,7 @@ import os
 
 import pytest
 import torch
-from conftest import assert_one_clear_line, logged_test_result, run_tiny
+from conftest import assert_one_clear_line, build, logged_test_result, run_tiny
 
 from recbole_ssl.checkpoint import last_checkpoint_file
 from recbole_ssl.quick_start import (
@@ -152,3 +152,79 @@ def test_training_runs_with_configured_anomaly_detection(
     )
     assert seen and set(seen) == {detect_anomaly}
     assert torch.is_anomaly_enabled() == before  # the global state is left as it was
+
+
+class _Started(Exception):
+    """Raised by the first training epoch, once it has seen the weights."""
+
+
+def weights_at_the_first_epoch(trainer, train_data, valid_data):
+    """The model's tensors when ``trainer.fit`` starts its first epoch."""
+    seen = {}
+
+    def first_epoch(*args, **kwargs):
+        seen.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        raise _Started
+
+    trainer._train_epoch = first_epoch
+    with pytest.raises(_Started):
+        trainer.fit(train_data, valid_data, show_progress=False)
+    trainer.tensorboard.close()
+    return seen
+
+
+def test_pre_model_path_starts_a_run_from_another_model_s_weights(
+    tiny_config, tmp_path
+):
+    # DSSRec is SASRec's encoder and item table plus its intention layer: a SASRec
+    # run can start from a DSSRec run's weights (the ICLRec paper's DSSRec baseline)
+    dssrec = dict(tiny_config, checkpoint_dir=str(tmp_path / "dssrec"))
+    run_recbole_ssl("DSSRec", "tiny", config_dict=dssrec)
+    (path,) = set(glob.glob(str(tmp_path / "dssrec" / "*.pth"))) - set(
+        glob.glob(str(tmp_path / "dssrec" / "*-last.pth"))
+    )
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    config, model, train_data, valid_data, _ = build(
+        "SASRec", dict(tiny_config, pre_model_path=path)
+    )
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    start = weights_at_the_first_epoch(Trainer(config, model), train_data, valid_data)
+    assert set(start) < set(saved)  # all of SASRec's tensors, none of the layer's
+    for name, tensor in start.items():
+        assert torch.equal(tensor, saved[name]), name
+    assert not torch.equal(
+        fresh["item_embedding.weight"], saved["item_embedding.weight"]
+    )
+
+    # a resumed run goes on from its own weights: pre_model_path is not even read
+    own = dict(tiny_config, checkpoint_dir=str(tmp_path / "own"))
+    run_recbole_ssl("SASRec", "tiny", config_dict=own)
+    (last,) = glob.glob(str(tmp_path / "own" / "*-last.pth"))
+    missing = str(tmp_path / "nope.pth")
+    config, model, train_data, valid_data, _ = build(
+        "SASRec", dict(tiny_config, pre_model_path=missing)
+    )
+    trainer = Trainer(config, model)
+    trainer.resume_checkpoint(last)
+    trainer.fit(train_data, valid_data, show_progress=False)  # finished: no epoch
+    trainer.tensorboard.close()
+    resumed = torch.load(last, weights_only=True)["state_dict"]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, resumed[name]), name
+
+    # a file that is not there: one clear error before any training
+    config, model, train_data, valid_data, _ = build(
+        "SASRec", dict(tiny_config, pre_model_path=missing)
+    )
+    with pytest.raises(ConfigError, match="pre_model_path: checkpoint file not found"):
+        weights_at_the_first_epoch(Trainer(config, model), train_data, valid_data)
+
+
+def test_pre_model_path_from_the_command_line(trained, tmp_path):
+    _, checkpoint = trained
+    out = run_tiny(
+        tmp_path, "SASRec", f"--pre_model_path={checkpoint}", "--epochs=1",
+        "--show_progress=False", "--state=INFO",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"tensors from {checkpoint}" in out.stderr + out.stdout

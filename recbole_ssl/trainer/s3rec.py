@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from recbole.utils.utils import get_local_time
 
-from recbole_ssl.checkpoint import LAST, load_checkpoint, load_from_rank0
+from recbole_ssl.checkpoint import LAST, load_checkpoint
 from recbole_ssl.distributed import broadcast_object
 from recbole_ssl.errors import ConfigError
 from recbole_ssl.trainer.trainer import Trainer
@@ -37,6 +37,7 @@ class S3RecTrainer(Trainer):
         self.train_stage = config["train_stage"]
         self.pretrain_epochs = config["pretrain_epochs"]
         self.pre_model_path = config["pre_model_path"] or None
+        self._initial_weights = None  # pre_model_path is the finetune stage's start
         if self.train_stage == "finetune" and self.pre_model_path is None:
             raise ConfigError(
                 "train_stage 'finetune' needs pre_model_path, a checkpoint of "
@@ -137,38 +138,6 @@ class S3RecTrainer(Trainer):
         self.cur_step = 0
         self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
         self.best_valid_result = None
-
-    def load_pretrained(self, path):
-        """Initialise the model from the checkpoint at ``path``; logs what was loaded.
-
-        Raises:
-            ConfigError: no such file, not a checkpoint, or a tensor whose shape
-                differs from the model's (another dataset or architecture).
-        """
-        # rank 0's file, sent to every rank (other machines have no copy)
-        state = load_from_rank0(path, "pre_model_path")["state_dict"]
-        own = self.model.state_dict()
-        mismatched = [
-            f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})"
-            for k, v in state.items()
-            if k in own and v.shape != own[k].shape
-        ]
-        if mismatched:
-            raise ConfigError(
-                f"pre_model_path: {path} does not fit this model and dataset: "
-                + ", ".join(mismatched[:5])
-            )
-        loaded = [k for k in own if k in state]
-        if not loaded:
-            raise ConfigError(f"pre_model_path: {path} has none of the model's tensors")
-        missing = [k for k in own if k not in state]
-        merged = collections.OrderedDict(own)
-        merged.update({k: state[k] for k in loaded})
-        self.model.load_state_dict(merged)
-        self.logger.info(
-            f"loaded {len(loaded)} of {len(own)} tensors from {path}"
-            + (f"; kept the initial values of {missing}" if missing else "")
-        )
 
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, **kwargs):

@@ -50,6 +50,7 @@
    of a million items evaluates in bounded memory, with the same metrics.
 """
 
+import collections
 import contextlib
 import functools
 import os
@@ -162,11 +163,17 @@ class PluginTrainerMixin:
         self._resumed_random_states = None  # this rank's, restored at the next epoch
         self._resumed_finished = False
         self._last_epoch = -1
+        # pre_model_path: the weights training starts from (a resumed run has its own)
+        self._initial_weights = config["pre_model_path"] or None
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, **kwargs):
         """RecBole's ``fit``, with the run's last checkpoint saved at the start of
         every epoch and after the last one (when ``saved``); a run resumed from a
-        finished checkpoint trains no further."""
+        finished checkpoint trains no further. A new run with ``pre_model_path``
+        starts from that checkpoint's tensors (:meth:`load_pretrained`)."""
+        if self._initial_weights is not None:
+            self.load_pretrained(self._initial_weights)
+            self._initial_weights = None
         self._save_last = saved
         if self._resumed_finished:
             self._resumed_finished = False
@@ -271,6 +278,7 @@ class PluginTrainerMixin:
                 another number of processes.
         """
         checkpoint = load_checkpoint(resume_file, "resume", self.device)
+        self._initial_weights = None  # the run's own weights go on
         for key in ("model", "dataset"):
             if checkpoint["config"].get(key) != self.config[key]:
                 raise ConfigError(
@@ -301,6 +309,40 @@ class PluginTrainerMixin:
         self._resumed_random_states = states[rank]
         self._resumed_finished = bool(checkpoint["finished"])
         self._last_epoch = checkpoint["epoch"]
+
+    def load_pretrained(self, path):
+        """Initialise the model from the checkpoint at ``path`` (``pre_model_path``):
+        every tensor of the model that the checkpoint holds under the same name, the
+        others as initialised; logs what was loaded.
+
+        Raises:
+            ConfigError: no such file, not a checkpoint, a tensor whose shape differs
+                from the model's (another dataset or architecture), or none shared.
+        """
+        # rank 0's file, sent to every rank (other machines have no copy)
+        state = load_from_rank0(path, "pre_model_path")["state_dict"]
+        own = self.model.state_dict()
+        mismatched = [
+            f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})"
+            for k, v in state.items()
+            if k in own and v.shape != own[k].shape
+        ]
+        if mismatched:
+            raise ConfigError(
+                f"pre_model_path: {path} does not fit this model and dataset: "
+                + ", ".join(mismatched[:5])
+            )
+        loaded = [k for k in own if k in state]
+        if not loaded:
+            raise ConfigError(f"pre_model_path: {path} has none of the model's tensors")
+        missing = [k for k in own if k not in state]
+        merged = collections.OrderedDict(own)
+        merged.update({k: state[k] for k in loaded})
+        self.model.load_state_dict(merged)
+        self.logger.info(
+            f"loaded {len(loaded)} of {len(own)} tensors from {path}"
+            + (f"; kept the initial values of {missing}" if missing else "")
+        )
 
     def _generate_train_loss_output(self, epoch_idx, s_time, e_time, losses):
         output = super()._generate_train_loss_output(epoch_idx, s_time, e_time, losses)
