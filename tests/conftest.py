@@ -30,6 +30,19 @@ def isolated(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture(autouse=True)
+def cpu_reading_without_a_second_of_sleep(monkeypatch):
+    """RecBole's environment table, logged at the end of every run, reads the CPU
+    use with ``psutil.cpu_percent(interval=1)``: a second asleep per run. Runs in
+    this process read the use since the last reading instead (``interval=None``)."""
+    import psutil
+
+    reading = psutil.cpu_percent
+    monkeypatch.setattr(
+        psutil, "cpu_percent", lambda interval=None, percpu=False: reading(None, percpu)
+    )
+
+
 @pytest.fixture
 def tiny_config(tmp_path):
     """config_dict for one quick epoch on the tiny dataset, all outputs in tmp_path."""
@@ -105,6 +118,37 @@ def run_tiny(tmp_path, model, *options):
         *options,
         cwd=tmp_path,
     )
+
+
+def main_here(monkeypatch, capsys, *args):
+    """``run_recbole_ssl.py <args>`` in this process, from the test's folder, as a
+    ``subprocess.CompletedProcess``: what ``run_script`` gives, without starting an
+    interpreter (seconds of torch and RecBole imports each). For runs that end at a
+    user error, or settings read from the command line; whole runs as a user starts
+    them, and the process boundary itself, go through ``run_script``."""
+    from recbole_ssl.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["run_recbole_ssl.py", *args])
+    code = main(list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+@pytest.fixture
+def tiny_here(monkeypatch, capsys):
+    """``run_tiny`` in this process (``main_here``): ``tiny_here(model, *options)``."""
+
+    def run(model, *options):
+        return main_here(
+            monkeypatch,
+            capsys,
+            f"--model={model}",
+            "--dataset=tiny",
+            f"--data_path={DATA_DIR}",
+            *options,
+        )
+
+    return run
 
 
 def start_tiny_sasrec(cwd, *options, **popen):

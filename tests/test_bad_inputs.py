@@ -8,12 +8,8 @@ data loads), with ``sys.argv`` as a user would type it, since RecBole reads its
 ``--key=value`` settings from there.
 """
 
-import sys
-
 import pytest
-from conftest import DATA_DIR
-
-from recbole_ssl.cli import main
+from conftest import DATA_DIR, main_here
 
 TINY_INTER = (DATA_DIR / "tiny" / "tiny.inter").read_text(encoding="utf-8")
 TINY_ITEM = (DATA_DIR / "tiny" / "tiny.item").read_text(encoding="utf-8")
@@ -157,11 +153,9 @@ def run_main(monkeypatch, capsys, tmp_path, args):
     """``run_recbole_ssl.py <args>`` in this process, from ``tmp_path``; returns
     ``(exit code, the error lines, stderr)``."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["run_recbole_ssl.py", *args])
-    code = main(args)
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if "error:" in line]
-    return code, errors, err
+    out = main_here(monkeypatch, capsys, *args)
+    errors = [line for line in out.stderr.splitlines() if "error:" in line]
+    return out.returncode, errors, out.stderr
 
 
 def assert_one_line(code, errors, err, needles):

@@ -62,7 +62,7 @@ def test_evaluate_checkpoint_repeats_the_result_and_takes_another_protocol(train
     assert sampled["test_result"]["hit@10"] > result["test_result"]["hit@10"]
 
 
-def test_evaluate_from_the_command_line(trained, tmp_path):
+def test_evaluate_from_the_command_line(trained, tmp_path, tiny_here):
     result, checkpoint_file = trained
     before = os.stat(checkpoint_file).st_mtime_ns
     out = run_tiny(tmp_path, "SASRec", f"--evaluate={checkpoint_file}", "--state=INFO")
@@ -74,7 +74,7 @@ def test_evaluate_from_the_command_line(trained, tmp_path):
         last_checkpoint_file(checkpoint_file),
     }
     assert os.stat(checkpoint_file).st_mtime_ns == before
-    out = run_tiny(tmp_path, "SASRec", f"--evaluate={tmp_path / 'none.pth'}")
+    out = tiny_here("SASRec", f"--evaluate={tmp_path / 'none.pth'}")
     assert_one_clear_line(out, "evaluate: checkpoint file not found")
     notes = tmp_path / "notes.pth"
     notes.write_text("not a checkpoint")
@@ -82,15 +82,14 @@ def test_evaluate_from_the_command_line(trained, tmp_path):
         load_data_and_model(str(notes))
 
 
-def test_evaluate_checks_the_command_line_and_reads_config_files(trained, tmp_path):
+def test_evaluate_checks_the_command_line_and_reads_config_files(
+    trained, tmp_path, tiny_here
+):
     """A mistyped key is one line naming it, not a silent evaluation under the
     defaults; a config file given with --evaluate applies."""
     result, checkpoint_file = trained
-    out = run_tiny(
-        tmp_path,
-        "SASRec",
-        f"--evaluate={checkpoint_file}",
-        "--eval_arg={'mode':'uni100'}",
+    out = tiny_here(
+        "SASRec", f"--evaluate={checkpoint_file}", "--eval_arg={'mode':'uni100'}"
     )
     assert_one_clear_line(out, "--eval_arg (did you mean --eval_args?)")
     sampled = tmp_path / "sampled.yaml"
@@ -220,10 +219,10 @@ def test_pre_model_path_starts_a_run_from_another_model_s_weights(
         weights_at_the_first_epoch(Trainer(config, model), train_data, valid_data)
 
 
-def test_pre_model_path_from_the_command_line(trained, tmp_path):
+def test_pre_model_path_from_the_command_line(trained, tiny_here):
     _, checkpoint = trained
-    out = run_tiny(
-        tmp_path, "SASRec", f"--pre_model_path={checkpoint}", "--epochs=1",
+    out = tiny_here(
+        "SASRec", f"--pre_model_path={checkpoint}", "--epochs=1",
         "--show_progress=False", "--state=INFO",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]

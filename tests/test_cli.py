@@ -1,6 +1,6 @@
 """run_recbole_ssl.py from another folder: results, help, one-line user errors."""
 
-from conftest import DATA_DIR, run_script
+from conftest import DATA_DIR, main_here, run_script
 
 
 def cli(*args, cwd):
@@ -40,13 +40,15 @@ def one_line_error(out):
     return lines[-1]
 
 
-def test_cli_unknown_model(tmp_path):
-    line = one_line_error(cli("--model=NoSuchRec", "--dataset=tiny", cwd=tmp_path))
+def test_cli_unknown_model(monkeypatch, capsys):
+    out = main_here(monkeypatch, capsys, "--model=NoSuchRec", "--dataset=tiny")
+    line = one_line_error(out)
     assert "'NoSuchRec'" in line and "SASRec" in line
 
 
-def test_cli_unknown_dataset(tmp_path):
-    line = one_line_error(cli("--model=SASRec", "--dataset=nope", cwd=tmp_path))
+def test_cli_unknown_dataset(monkeypatch, capsys):
+    out = main_here(monkeypatch, capsys, "--model=SASRec", "--dataset=nope")
+    line = one_line_error(out)
     assert "nope.inter" in line and "dataset_atomic" in line
 
 

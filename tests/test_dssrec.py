@@ -293,13 +293,8 @@ def test_smoke_one_epoch_through_the_run_script(tmp_path):
         ("--s2i_loss=BPR", "s2i_loss must be one of ['CE', 'in_batch']"),
     ],
 )
-def test_bad_config_is_one_clear_line(tmp_path, option, message):
-    out = run_tiny(
-        tmp_path,
-        "DSSRec",
-        "--epochs=1",
-        option,
-    )
+def test_bad_config_is_one_clear_line(tiny_here, option, message):
+    out = tiny_here("DSSRec", "--epochs=1", option)
     assert_one_clear_line(out, message)
 
 

@@ -301,13 +301,8 @@ def test_smoke_one_epoch_through_the_run_script(tmp_path, train_mode):
         ("--icl_similarity=l2", "icl_similarity must be one of ['dot', 'cos']"),
     ],
 )
-def test_bad_config_is_one_clear_line(tmp_path, option, message):
-    out = run_tiny(
-        tmp_path,
-        "ICLRec",
-        "--epochs=1",
-        option,
-    )
+def test_bad_config_is_one_clear_line(tiny_here, option, message):
+    out = tiny_here("ICLRec", "--epochs=1", option)
     assert_one_clear_line(out, message)
 
 

@@ -617,11 +617,6 @@ def test_smoke_one_epoch_through_the_run_script(tmp_path):
         ),
     ],
 )
-def test_bad_config_is_one_clear_line(tmp_path, option, message):
-    out = run_tiny(
-        tmp_path,
-        "MMInfoRec",
-        "--epochs=1",
-        *option.split(),
-    )
+def test_bad_config_is_one_clear_line(tiny_here, option, message):
+    out = tiny_here("MMInfoRec", "--epochs=1", *option.split())
     assert_one_clear_line(out, message)

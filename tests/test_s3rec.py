@@ -670,13 +670,8 @@ def test_s3rec_resolves_to_the_plugin(dataset):
         ),
     ],
 )
-def test_bad_config_is_one_clear_line(tmp_path, option, message):
-    out = run_tiny(
-        tmp_path,
-        "S3Rec",
-        "--epochs=1",
-        *option.split(),
-    )
+def test_bad_config_is_one_clear_line(tiny_here, option, message):
+    out = tiny_here("S3Rec", "--epochs=1", *option.split())
     assert_one_clear_line(out, message)
 
 
