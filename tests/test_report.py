@@ -294,6 +294,50 @@ def test_welch_p_against_the_sasrec_row_of_the_same_loss(tmp_path):
     assert report.welch_p([0.2], [0.1, 0.3]) is None
 
 
+def test_a_preset_row_is_tested_against_sasrec_s_preset_whatever_its_loss(tmp_path):
+    """MMInfoRec's preset trains MINCE alone under loss_type CE: its paper, like the
+    claims table, compares it with SASRec trained with BCE (SASRec's preset), not
+    with SASRec's CE defaults."""
+    records = [fake_record("SASRec", s, v) for s, v in ((1, 1.0), (2, 2.0), (3, 3.0))]
+    records += [preset_record("SASRec", s, v) for s, v in ((1, 0.1), (2, 0.2))]
+    records += [preset_record("MMInfoRec", s, v) for s, v in ((1, 0.3), (2, 0.5))]
+    for i, record in enumerate(records):
+        record["_path"] = f"{i}.json"
+    rows = report.build_rows(records)
+    mminforec = next(r for r in rows if r.model == "MMInfoRec")
+    assert mminforec.loss_type == "CE" and mminforec.protocol == "preset"
+    against = report.baselines(rows)
+    assert against["preset"] is against["BCE"] is not against["CE"]
+    assert against["preset"].setting == {"preset": "SASRec-paper"}
+    table = report.results_section(rows, {}, "toy", str(tmp_path)).splitlines()
+    (line,) = [x for x in table if x.startswith("| **MMInfoRec** |")]
+    # by hand: t = 0.25 / sqrt(0.02 / 2 + 0.005 / 2) = 2.2361, Welch's df = 1.4706;
+    # p = I_{df / (df + t^2)}(df / 2, 1 / 2) = 0.19873 (mpmath.betainc)
+    p = report.welch_p([0.3, 0.5], [0.1, 0.2])
+    assert p == pytest.approx(0.19873, abs=5e-5) and "| 0.2 |" in line
+    # the groups: the preset's checkpoints beside SASRec's preset, not its CE
+    for record, values in zip(
+        records, ([0.5] * 3,) * 3 + ([0.1] * 3,) * 2 + ([0.2] * 3,) * 2, strict=True
+    ):
+        record["groups"] = group_record("SASRec", 1, "CE", values)["groups"]
+        record["checkpoint"] = record["_path"]
+    series = report.group_evaluations(records)[1]
+    assert list(series) == [
+        ("SASRec", "CE"),
+        ("SASRec", "paper preset"),
+        ("MMInfoRec", "paper preset"),
+    ]
+    (line,) = [
+        x
+        for x in report.groups_section(records).splitlines()
+        if x.startswith("| MMInfoRec |")
+    ]
+    assert (
+        line
+        == "| MMInfoRec | paper preset | 2 | 0.2000 (+100%) | 0.2000 (+100%) | 0.2000 (+100%) |"
+    )
+
+
 def test_a_preset_run_is_its_own_row_named_by_the_preset():
     preset = report.preset_values("SASRec-paper")
     assert preset["loss_type"] == "BCE"
