@@ -1175,7 +1175,7 @@ def draw_groups(data, path, data_digest):
     for name, runs in groups["series"].items():
         model, loss = name.rsplit(" (", 1)
         color = colors.setdefault(model, f"C{len(colors)}")
-        style = "--" if not loss.startswith("paper preset") else "-"
+        style = "-" if loss.startswith("paper preset") else "--"
         means = [_mean(column) for column in zip(*runs, strict=True)]
         ax.plot(
             range(len(labels)),
