@@ -157,6 +157,35 @@ def test_dssrec_pace_benchmark_runs(tmp_path):
         assert 0 < first < 2 * uniform and 0 < last < 2 * uniform and seconds > 0
 
 
+def test_probes_train_without_the_anomaly_detection_recbole_turns_on(monkeypatch):
+    """RecBole's sine.py, imported with its models, turns autograd's anomaly detection
+    on for the process; the probes' steps run as the trainers' do, without it (unless
+    detect_anomaly), so that their seconds are the training's."""
+    import argparse
+
+    import recbole.model.sequential_recommender.sine  # noqa: F401
+    from bench_probe import first_batches, train_from_seed
+
+    from recbole_ssl.model.dssrec import DSSRec
+
+    assert torch.is_anomaly_enabled()  # as every run that imports RecBole's models
+    args = argparse.Namespace(dataset="tiny", data_path=str(DATA_DIR), steps=2)
+    config = {"state": "ERROR", "train_mode": "sequence"}
+    dataset, batches = first_batches("DSSRec", args, config)
+    seen = []
+    loss = DSSRec.calculate_loss
+    monkeypatch.setattr(
+        DSSRec,
+        "calculate_loss",
+        lambda self, batch: seen.append(torch.is_anomaly_enabled())
+        or loss(self, batch),
+    )
+    train_from_seed("DSSRec", args, config, dataset, batches)
+    train_from_seed("DSSRec", args, dict(config, detect_anomaly=True), dataset, batches)
+    assert seen == [False, False, True, True]
+    assert torch.is_anomaly_enabled()  # the process's setting, restored
+
+
 def test_dssrec_init_scale_benchmark(tmp_path):
     out = run_benchmark(
         "benchmarks/dssrec_init_scale.py",
