@@ -366,15 +366,21 @@ def _slash(values):
 
 def baselines(rows):
     """``{protocol: the SASRec row each row of that protocol is tested against}``
-    (:attr:`Row.protocol`; a preset's SASRec row also stands for its loss_type):
-    the SASRec row with the most seeds, its headline row first on a tie."""
+    (:attr:`Row.protocol`): for ``preset``, SASRec's own preset row; for a
+    loss_type, the SASRec row of that loss, its defaults or its own preset first
+    (not a variant with other keys), then the one with the most seeds, then its
+    headline row."""
+    own = ({}, {"preset": "SASRec-paper"})
     chosen = {}
     for row in rows:
         if row.model != "SASRec":
             continue
-        for protocol in dict.fromkeys([row.protocol, row.loss_type]):
+        keys = [row.loss_type] + (["preset"] if row.setting == own[1] else [])
+        for protocol in keys:
             best = chosen.get(protocol)
-            if best is None or (len(row.records), row.headline) > (
+            rank = (row.setting in own, len(row.records), row.headline)
+            if best is None or rank > (
+                best.setting in own,
                 len(best.records),
                 best.headline,
             ):
@@ -447,11 +453,10 @@ def results_section(rows, papers, dataset, page_dir, only=None):
         "Mean ± sample standard deviation over the seeds listed (one seed: the value). "
         "Bold: the model's headline row (its defaults, else its setting with the most "
         "seeds), as in the figures. p vs SASRec: two-sided Welch t-test "
-        "of the test NDCG@20 over seeds against the SASRec row with the most seeds "
-        "(marked baseline) of the same protocol: a paper preset's runs against "
-        "SASRec's preset runs (as each paper compares, whatever loss the model "
-        "trains with), other runs against SASRec's of the same loss_type; blank "
-        "below two seeds on either side. "
+        "of the test NDCG@20 over seeds against a SASRec row (marked baseline): a "
+        "paper preset's runs against SASRec's preset runs (as each paper compares, "
+        "whatever loss the model trains with), other runs against SASRec's defaults "
+        "or preset of the same loss_type; blank below two seeds on either side. "
         "A preset is a config file of a paper's setting (recbole_ssl/properties/presets/). "
         "Epochs: per seed, trained (best). s/epoch: mean "
         "training seconds of the recorded epochs, blank where none were timed "

@@ -126,10 +126,19 @@ def main_here(monkeypatch, capsys, *args):
     interpreter (seconds of torch and RecBole imports each). For runs that end at a
     user error, or settings read from the command line; whole runs as a user starts
     them, and the process boundary itself, go through ``run_script``."""
+    import logging
+
     from recbole_ssl.cli import main
+    from recbole_ssl.quick_start import _LOG_HANDLER_TAG
 
     monkeypatch.setattr(sys, "argv", ["run_recbole_ssl.py", *args])
-    code = main(list(args))
+    try:
+        code = main(list(args))
+    finally:  # a run's log handlers write to capsys's stream, closed after the test
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if hasattr(h, _LOG_HANDLER_TAG)]:
+            root.removeHandler(handler)
+            handler.close()
     out = capsys.readouterr()
     return subprocess.CompletedProcess(args, code, out.out, out.err)
 

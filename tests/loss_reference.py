@@ -57,13 +57,15 @@ def compute(model_name, settings):
         train_batch_size=64,
     )
     config, model, train_data, valid_data, _ = build(model_name, config_dict, "tiny")
-    torch.autograd.set_detect_anomaly(False)  # as the trainers (RecBole's sine.py)
     batch = next(iter(train_data))
     init_seed(config["seed"], True)  # what the loss draws (dropout, cuts, views)
     model.train()
-    losses = model.calculate_loss(batch)
-    losses = tuple(losses) if isinstance(losses, tuple) else (losses,)
-    sum(losses).backward()
+    with torch.autograd.set_detect_anomaly(
+        False
+    ):  # as the trainers (RecBole's sine.py)
+        losses = model.calculate_loss(batch)
+        losses = tuple(losses) if isinstance(losses, tuple) else (losses,)
+        sum(losses).backward()
     model.eval()
     with torch.no_grad():
         interaction = next(iter(valid_data))[0][torch.arange(SCORED_ROWS)]

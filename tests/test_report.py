@@ -301,9 +301,13 @@ def test_a_preset_row_is_tested_against_sasrec_s_preset_whatever_its_loss(tmp_pa
     records = [fake_record("SASRec", s, v) for s, v in ((1, 1.0), (2, 2.0), (3, 3.0))]
     records += [preset_record("SASRec", s, v) for s, v in ((1, 0.1), (2, 0.2))]
     records += [preset_record("MMInfoRec", s, v) for s, v in ((1, 0.3), (2, 0.5))]
-    for i, record in enumerate(records):
+    # a SASRec variant of the preset, with more seeds: never the baseline
+    variant = [preset_record("SASRec", s, 0.9) for s in (1, 2, 3)]
+    for record in variant:
+        record["setting"] = dict(record["setting"], n_heads=1)
+    for i, record in enumerate(records + variant):
         record["_path"] = f"{i}.json"
-    rows = report.build_rows(records)
+    rows = report.build_rows(records + variant)
     mminforec = next(r for r in rows if r.model == "MMInfoRec")
     assert mminforec.loss_type == "CE" and mminforec.protocol == "preset"
     against = report.baselines(rows)

@@ -163,12 +163,10 @@ def test_probes_train_without_the_anomaly_detection_recbole_turns_on(monkeypatch
     detect_anomaly), so that their seconds are the training's."""
     import argparse
 
-    import recbole.model.sequential_recommender.sine  # noqa: F401
     from bench_probe import first_batches, train_from_seed
 
     from recbole_ssl.model.dssrec import DSSRec
 
-    assert torch.is_anomaly_enabled()  # as every run that imports RecBole's models
     args = argparse.Namespace(dataset="tiny", data_path=str(DATA_DIR), steps=2)
     config = {"state": "ERROR", "train_mode": "sequence"}
     dataset, batches = first_batches("DSSRec", args, config)
@@ -180,10 +178,21 @@ def test_probes_train_without_the_anomaly_detection_recbole_turns_on(monkeypatch
         lambda self, batch: seen.append(torch.is_anomaly_enabled())
         or loss(self, batch),
     )
-    train_from_seed("DSSRec", args, config, dataset, batches)
-    train_from_seed("DSSRec", args, dict(config, detect_anomaly=True), dataset, batches)
-    assert seen == [False, False, True, True]
-    assert torch.is_anomaly_enabled()  # the process's setting, restored
+    # on, as RecBole's sine.py leaves it for every process that imports its models
+    before = torch.is_anomaly_enabled()
+    torch.autograd.set_detect_anomaly(True)
+    try:
+        train_from_seed("DSSRec", args, config, dataset, batches)
+        assert torch.is_anomaly_enabled()  # the process's setting, restored
+        train_from_seed(
+            "DSSRec", args, dict(config, detect_anomaly=True), dataset, batches
+        )
+        torch.autograd.set_detect_anomaly(False)
+        train_from_seed("DSSRec", args, config, dataset, batches)
+        assert not torch.is_anomaly_enabled()
+    finally:
+        torch.autograd.set_detect_anomaly(before)
+    assert seen == [False, False, True, True, False, False]
 
 
 def test_dssrec_init_scale_benchmark(tmp_path):
