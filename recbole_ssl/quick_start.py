@@ -78,6 +78,15 @@ def check_command_line(
         )
 
 
+def close_log_handlers():
+    """Remove and close the handlers :func:`init_logger` added (the last run's log
+    file and console stream)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if hasattr(h, _LOG_HANDLER_TAG)]:
+        root.removeHandler(handler)
+        handler.close()
+
+
 def init_logger(config):
     """Log to the console and to ``<log_dir>/<model>/<model>-<dataset>-<time>.log``.
 
@@ -103,10 +112,8 @@ def init_logger(config):
             log_colors=log_colors_config,
         )
     )
+    close_log_handlers()
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if hasattr(h, _LOG_HANDLER_TAG)]:
-        root.removeHandler(handler)
-        handler.close()
     for handler in (file_handler, stream_handler):
         setattr(handler, _LOG_HANDLER_TAG, True)
         handler.setLevel(level)

@@ -371,19 +371,17 @@ def baselines(rows):
     (not a variant with other keys), then the one with the most seeds, then its
     headline row."""
     own = ({}, {"preset": "SASRec-paper"})
+
+    def rank(row):
+        return (row.setting in own, len(row.records), row.headline)
+
     chosen = {}
     for row in rows:
         if row.model != "SASRec":
             continue
         keys = [row.loss_type] + (["preset"] if row.setting == own[1] else [])
         for protocol in keys:
-            best = chosen.get(protocol)
-            rank = (row.setting in own, len(row.records), row.headline)
-            if best is None or rank > (
-                best.setting in own,
-                len(best.records),
-                best.headline,
-            ):
+            if protocol not in chosen or rank(row) > rank(chosen[protocol]):
                 chosen[protocol] = row
     return chosen
 

@@ -108,16 +108,14 @@ def logged_test_result(stderr):
     return {metric: float(value) for metric, value in pairs}
 
 
+def tiny_args(model, *options):
+    """The command line of ``model`` on the tiny dataset, then ``options``."""
+    return [f"--model={model}", "--dataset=tiny", f"--data_path={DATA_DIR}", *options]
+
+
 def run_tiny(tmp_path, model, *options):
     """``run_recbole_ssl.py --model=<model>`` on the tiny dataset, as a user runs it."""
-    return run_script(
-        "run_recbole_ssl.py",
-        f"--model={model}",
-        "--dataset=tiny",
-        f"--data_path={DATA_DIR}",
-        *options,
-        cwd=tmp_path,
-    )
+    return run_script("run_recbole_ssl.py", *tiny_args(model, *options), cwd=tmp_path)
 
 
 def main_here(monkeypatch, capsys, *args):
@@ -126,19 +124,14 @@ def main_here(monkeypatch, capsys, *args):
     interpreter (seconds of torch and RecBole imports each). For runs that end at a
     user error, or settings read from the command line; whole runs as a user starts
     them, and the process boundary itself, go through ``run_script``."""
-    import logging
-
     from recbole_ssl.cli import main
-    from recbole_ssl.quick_start import _LOG_HANDLER_TAG
+    from recbole_ssl.quick_start import close_log_handlers
 
     monkeypatch.setattr(sys, "argv", ["run_recbole_ssl.py", *args])
     try:
         code = main(list(args))
     finally:  # a run's log handlers write to capsys's stream, closed after the test
-        root = logging.getLogger()
-        for handler in [h for h in root.handlers if hasattr(h, _LOG_HANDLER_TAG)]:
-            root.removeHandler(handler)
-            handler.close()
+        close_log_handlers()
     out = capsys.readouterr()
     return subprocess.CompletedProcess(args, code, out.out, out.err)
 
@@ -148,14 +141,7 @@ def tiny_here(monkeypatch, capsys):
     """``run_tiny`` in this process (``main_here``): ``tiny_here(model, *options)``."""
 
     def run(model, *options):
-        return main_here(
-            monkeypatch,
-            capsys,
-            f"--model={model}",
-            "--dataset=tiny",
-            f"--data_path={DATA_DIR}",
-            *options,
-        )
+        return main_here(monkeypatch, capsys, *tiny_args(model, *options))
 
     return run
 
