@@ -573,6 +573,97 @@ def test_pretrained_weights_of_another_shape_are_a_clear_error(tiny_config, tmp_
         S3RecTrainer(config, model).load_pretrained(missing)
 
 
+def their_state_dict(model, n_layers=2):
+    """A state dict under the names of the S3-Rec authors' released models (as their
+    Beauty-epochs-150.pt lists them), each tensor the shape of ``model``'s own."""
+    own = model.state_dict()
+    names = {
+        "item_embeddings.weight": "item_embedding.weight",
+        "attribute_embeddings.weight": "attribute_embedding.weight",
+        "position_embeddings.weight": "position_embedding.weight",
+        "LayerNorm.weight": "LayerNorm.weight",
+        "LayerNorm.bias": "LayerNorm.bias",
+    }
+    for n in range(n_layers):
+        for part in ("query", "key", "value", "dense", "LayerNorm"):
+            for kind in ("weight", "bias"):
+                names[f"item_encoder.layer.{n}.attention.{part}.{kind}"] = (
+                    f"trm_encoder.layer.{n}.multi_head_attention.{part}.{kind}"
+                )
+        for part in ("dense_1", "dense_2", "LayerNorm"):
+            for kind in ("weight", "bias"):
+                names[f"item_encoder.layer.{n}.intermediate.{part}.{kind}"] = (
+                    f"trm_encoder.layer.{n}.feed_forward.{part}.{kind}"
+                )
+    gen = torch.Generator().manual_seed(0)
+    theirs = {t: torch.randn(own[o].shape, generator=gen) for t, o in names.items()}
+    for head in ("aap", "mip", "map", "sp"):  # theirs have a bias
+        theirs[f"{head}_norm.weight"] = torch.randn(64, 64, generator=gen)
+        theirs[f"{head}_norm.bias"] = torch.zeros(64)
+    return theirs, names
+
+
+def test_the_authors_item_rows_follow_the_dataset_s_tokens():
+    from s3rec_authors_weights import item_rows
+
+    # their table: padding 0, items 1..3, the mask row 4
+    assert item_rows(["[PAD]", "3", "1", "2"], 5) == [0, 3, 1, 2, 4]
+    for token in ("x", "4", "0"):  # not one of their item ids
+        with pytest.raises(
+            ConfigError, match=f"item token '{token}' is not an item id"
+        ):
+            item_rows(["[PAD]", "1", token], 5)
+
+
+def test_the_authors_released_weights_become_what_finetuning_starts_from(
+    tiny_config, tmp_path, monkeypatch, capsys
+):
+    import s3rec_authors_weights
+
+    out = tmp_path / "theirs.pth"  # written below
+    config, model, _, _, dataset = build(
+        "S3Rec", dict(tiny_config, train_stage="finetune", pre_model_path=str(out))
+    )
+    tokens = dataset.field2id_token[dataset.iid_field]
+    theirs, names = their_state_dict(model)
+    # their ids are the tokens (the tiny dataset's are not 1..n): rows up to the
+    # largest, then the mask row
+    rows = max(int(t) for t in tokens[1:]) + 2
+    theirs["item_embeddings.weight"] = torch.randn(rows, config["hidden_size"])
+    released = tmp_path / "Tiny-epochs-150.pt"
+    torch.save(theirs, released)
+    monkeypatch.setattr(
+        "sys.argv",
+        [
+            "s3rec_authors_weights.py",
+            f"--released={released}",
+            f"--out={out}",
+            "--dataset=tiny",
+            f"--data_path={DATA_DIR}",
+        ],
+    )
+    s3rec_authors_weights.main()
+    assert "36 tensors" in capsys.readouterr().out
+
+    trainer = S3RecTrainer(config, model)
+    trainer.load_pretrained(str(out))
+    trainer.tensorboard.close()
+    mine = model.state_dict()
+    table = theirs["item_embeddings.weight"]
+    assert torch.equal(mine["item_embedding.weight"][0], table[0])
+    for item, token in enumerate(tokens[1:], start=1):
+        assert torch.equal(mine["item_embedding.weight"][item], table[int(token)])
+    assert torch.equal(mine["item_embedding.weight"][-1], table[-1])  # the mask row
+    for their_name, our_name in names.items():
+        if their_name.startswith(("item_embeddings.", "attribute_embeddings.")):
+            continue
+        assert torch.equal(mine[our_name], theirs[their_name]), our_name
+    # fine-tuning reads neither the attribute table nor the heads: not converted
+    assert not torch.equal(
+        mine["attribute_embedding.weight"], theirs["attribute_embeddings.weight"]
+    )
+
+
 # ---------------------------------------------------------------- variants, names
 
 
