@@ -46,7 +46,7 @@ import torch  # noqa: E402
 from recbole_ssl import utils  # noqa: E402
 from recbole_ssl.checkpoint import save_checkpoint  # noqa: E402
 from recbole_ssl.config import Config  # noqa: E402
-from recbole_ssl.errors import ConfigError  # noqa: E402
+from recbole_ssl.errors import ConfigError, RecBoleSSLError  # noqa: E402
 
 # (their name's part, ours), applied in order
 RENAMES = (
@@ -113,12 +113,12 @@ def main():
     config_dict = {"state": "ERROR"}
     if options.data_path:
         config_dict["data_path"] = options.data_path
-    config = Config("S3Rec", options.dataset, config_dict=config_dict)
-    dataset = utils.create_dataset(config)
-    tokens = list(dataset.field2id_token[dataset.iid_field])
-    try:
+    try:  # no such dataset, or not the one they pretrained on: one line
+        config = Config("S3Rec", options.dataset, config_dict=config_dict)
+        dataset = utils.create_dataset(config)
+        tokens = list(dataset.field2id_token[dataset.iid_field])
         state = convert(released, tokens)
-    except ConfigError as e:
+    except RecBoleSSLError as e:
         sys.exit(f"--dataset {options.dataset}: {e}")
     save_checkpoint(
         {

@@ -1,6 +1,7 @@
 """S3-Rec: objectives vs slow references, masks, attention direction, stages, attributes."""
 
 import math
+import re
 import shutil
 
 import pytest
@@ -661,6 +662,48 @@ def test_the_authors_released_weights_become_what_finetuning_starts_from(
     # fine-tuning reads neither the attribute table nor the heads: not converted
     assert not torch.equal(
         mine["attribute_embedding.weight"], theirs["attribute_embeddings.weight"]
+    )
+
+
+def test_the_authors_weights_script_ends_bad_input_with_one_line(
+    tiny_config, tmp_path, monkeypatch
+):
+    import s3rec_authors_weights
+
+    _, model, _, _ = prepare(tiny_config)
+    theirs, _ = their_state_dict(model)  # an item table of the model's size
+    released = tmp_path / "released.pt"
+    torch.save(theirs, released)
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "other.pt")
+
+    def message(released, dataset="tiny"):
+        monkeypatch.setattr(
+            "sys.argv",
+            [
+                "s3rec_authors_weights.py",
+                f"--released={released}",
+                f"--out={tmp_path / 'out.pth'}",
+                f"--dataset={dataset}",
+                f"--data_path={DATA_DIR}",
+            ],
+        )
+        with pytest.raises(SystemExit) as stop:
+            s3rec_authors_weights.main()
+        assert not (tmp_path / "out.pth").exists()
+        return str(stop.value.code)
+
+    assert message(tmp_path / "text.pt").startswith(
+        f"--released: cannot read {tmp_path / 'text.pt'}"
+    )
+    assert message(tmp_path / "other.pt").endswith("is not an S3-Rec model of theirs")
+    assert message(released, "nosuch").startswith(
+        "--dataset nosuch: dataset 'nosuch' not found"
+    )
+    # the tiny dataset's tokens run past the rows of a table of its own size
+    assert re.match(
+        r"--dataset tiny: item token '\d+' is not an item id of the released model",
+        message(released),
     )
 
 
