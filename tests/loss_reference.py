@@ -60,9 +60,8 @@ def compute(model_name, settings):
     batch = next(iter(train_data))
     init_seed(config["seed"], True)  # what the loss draws (dropout, cuts, views)
     model.train()
-    with torch.autograd.set_detect_anomaly(
-        False
-    ):  # as the trainers (RecBole's sine.py)
+    # anomaly detection off, as the trainers train (RecBole's sine.py turns it on)
+    with torch.autograd.set_detect_anomaly(False):
         losses = model.calculate_loss(batch)
         losses = tuple(losses) if isinstance(losses, tuple) else (losses,)
         sum(losses).backward()
