@@ -95,7 +95,9 @@ CASES = {  # model, settings, where the run is killed (its last epoch: kill's + 
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_killed_run_resumes_bit_identical(case, tiny_config, tmp_path, monkeypatch):
+def test_a_killed_run_resumes_bit_identical(
+    case, tiny_config, tmp_path, monkeypatch, caplog
+):
     model, settings, (stage, epoch) = CASES[case]
     # four batches an epoch (of about 1000 rows), so the shuffle's order matters
     config = dict(tiny_config, epochs=epoch + 1, train_batch_size=256, **settings)
@@ -113,7 +115,12 @@ def test_a_killed_run_resumes_bit_identical(case, tiny_config, tmp_path, monkeyp
     saved = load_checkpoint(last, "test")
     assert (saved["stage"], saved["epoch"], saved["finished"]) == (stage, epoch - 1, 0)
 
-    resumed = run_recbole_ssl(resume=last)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        resumed = run_recbole_ssl(resume=last, config_dict={"state": "INFO"})
+    # the file the resumed run goes on writing, named where the log says so
+    assert f"last checkpoint (resume=...): {last}" in caplog.text
+    assert glob.glob(str(tmp_path / "b" / "*-last.pth")) == [last]
     assert resumed["best_valid_result"] == whole["best_valid_result"]
     assert resumed["test_result"] == whole["test_result"]
     # the same weights at the end and in the best checkpoint, bit for bit

@@ -66,6 +66,7 @@ class S3RecTrainer(Trainer):
                 f"train_stage {self.train_stage!r} does not run"
             )
         self._resume_file, self._resume_stage = resume_file, stage
+        self.last_model_file = str(resume_file)  # the run goes on writing it
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, **kwargs):
         resume_file, resume_stage = self._resume_file, self._resume_stage
