@@ -34,18 +34,18 @@ produced it, on this machine, next to this plugin's preset.
 
 import argparse
 import functools
-import importlib
 import math
 import os
-import random
 import sys
 import time
 import types
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import authors_code  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from authors_code import random_states, save_state, set_random_states  # noqa: E402
 from bench_timing import machine_line  # noqa: E402
 
 # their beauty.sh, word for word but for the program name ("--epoch=50": argparse reads
@@ -60,40 +60,15 @@ METRICS = ("hit@5", "ndcg@5", "hit@10", "ndcg@10", "hit@20", "ndcg@20")
 PATIENCE = 10  # their run_mminforec.py: EarlyStopping(..., patience=10)
 
 
-class _Parsed(Exception):
-    """Raised from inside their ``main()`` once its parser is built."""
-
-    def __init__(self, parser):
-        super().__init__()
-        self.parser = parser
-
-
 def import_authors(path):
-    """Their modules, imported from ``path``, and their parser (``run_mminforec``
-    builds it inside ``main()`` and calls ``main()`` on import: stopped at
-    ``parse_args``)."""
-    if not os.path.isfile(os.path.join(path, "run_mminforec.py")):
-        sys.exit(f"mminforec_authors.py: --authors: no run_mminforec.py under {path!r}")
-    sys.path.insert(0, os.path.abspath(path))
-    original = argparse.ArgumentParser.parse_args
-
-    def stop(parser, *args, **kwargs):
-        raise _Parsed(parser)
-
-    argparse.ArgumentParser.parse_args = stop
-    try:
-        importlib.import_module("run_mminforec")
-    except _Parsed as parsed:
-        parser = parsed.parser
-    else:
-        sys.exit("mminforec_authors.py: their run_mminforec.py built no parser")
-    finally:
-        argparse.ArgumentParser.parse_args = original
-    modules = {
-        name: importlib.import_module(name)
-        for name in ("dataset", "model", "trainer", "utils")
-    }
-    return modules, parser
+    """Their modules and their parser (``run_mminforec`` builds it inside ``main()``
+    and calls ``main()`` on import: stopped at ``parse_args``)."""
+    return authors_code.import_authors(
+        path,
+        "run_mminforec",
+        ("dataset", "model", "trainer", "utils"),
+        "mminforec_authors.py",
+    )
 
 
 def build(path, argv, state_file, seed):
@@ -163,27 +138,6 @@ def build(path, argv, state_file, seed):
 def same_run(argv):
     """What a resumed run must share with its start: all but ``--epochs``."""
     return [a for a in argv if not a.startswith("--epochs=")]
-
-
-def random_states():
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "random": random.getstate(),
-    }
-
-
-def set_random_states(states):
-    torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["random"])
-
-
-def save_state(path, state):
-    """``state`` to ``path`` whole or not at all."""
-    partial = path + ".partial"
-    torch.save(state, partial)
-    os.replace(partial, path)
 
 
 @torch.no_grad()

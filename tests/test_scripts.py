@@ -395,3 +395,63 @@ def test_mminforec_authors_names_a_checkout_without_their_code(tmp_path):
     )
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert f"--authors: no run_mminforec.py under '{tmp_path}'" in out.stderr
+
+
+def test_s3rec_authors_pretrain_names_a_checkout_without_their_code(tmp_path):
+    out = run_script(
+        "benchmarks/s3rec_authors_pretrain.py",
+        f"--authors={tmp_path}",
+        f"--state={tmp_path / 'state.pt'}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert f"--authors: no run_pretrain.py under '{tmp_path}'" in out.stderr
+
+
+def test_authors_code_stops_their_script_at_its_parser(tmp_path, monkeypatch):
+    """Their script runs main() on import; it is stopped at parse_args, and the
+    parser, their modules and argparse itself come back as they were."""
+    import argparse
+    import random
+    import sys
+
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(REPO_DIR / "benchmarks"))
+    import authors_code
+
+    (tmp_path / "their_helper.py").write_text("VALUE = 7\n")
+    (tmp_path / "run_theirs.py").write_text(
+        "import argparse\n\n\ndef main():\n"
+        "    parser = argparse.ArgumentParser()\n"
+        "    parser.add_argument('--x', type=int, default=3)\n"
+        "    parser.parse_args()\n"
+        "    raise SystemExit('their main() went past parse_args')\n\n\nmain()\n"
+    )
+    (tmp_path / "run_silent.py").write_text("VALUE = 1\n")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # import_authors prepends
+    original = argparse.ArgumentParser.parse_args
+    try:
+        modules, parser = authors_code.import_authors(
+            str(tmp_path), "run_theirs", ("their_helper",), "prog.py"
+        )
+        assert modules["their_helper"].VALUE == 7
+        assert argparse.ArgumentParser.parse_args is original
+        assert parser.parse_args([]).x == 3
+        with pytest.raises(SystemExit, match="prog.py: their run_silent.py built no"):
+            authors_code.import_authors(str(tmp_path), "run_silent", (), "prog.py")
+    finally:
+        for name in ("run_theirs", "run_silent", "their_helper"):
+            sys.modules.pop(name, None)
+
+    # the random states come back; a state file is whole or absent
+    states = authors_code.random_states()
+    drawn = (torch.rand(3), np.random.rand(3), random.random())
+    authors_code.set_random_states(states)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(drawn[0], again[0]) and np.array_equal(drawn[1], again[1])
+    assert drawn[2] == again[2]
+    path = str(tmp_path / "state.pt")
+    authors_code.save_state(path, {"epoch": 4})
+    assert torch.load(path)["epoch"] == 4
+    assert not (tmp_path / "state.pt.partial").exists()

@@ -1,0 +1,71 @@
+"""Running an author's reference code unchanged, resumably: what the ``*_authors.py``
+benchmarks share.
+
+Their scripts build their argument parser inside ``main()`` and call ``main()`` on
+import; :func:`import_authors` imports such a script, stops it at ``parse_args`` and
+hands back the parser and their modules. A run that stops between epochs keeps its
+weights and optimizer beside the random states of Python, NumPy and torch
+(:func:`random_states`), written whole or not at all (:func:`save_state`).
+"""
+
+import argparse
+import importlib
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+
+
+class _Parsed(Exception):
+    """Raised from inside their ``main()`` once its parser is built."""
+
+    def __init__(self, parser):
+        super().__init__()
+        self.parser = parser
+
+
+def import_authors(path, script, modules, prog):
+    """``({name: module}, parser)``: their ``modules`` imported from the checkout
+    ``path``, and the parser their ``script`` (a module name) builds. A checkout
+    without the script ends ``prog`` in one line naming ``--authors``."""
+    if not os.path.isfile(os.path.join(path, script + ".py")):
+        sys.exit(f"{prog}: --authors: no {script}.py under {path!r}")
+    sys.path.insert(0, os.path.abspath(path))
+    original = argparse.ArgumentParser.parse_args
+
+    def stop(parser, *args, **kwargs):
+        raise _Parsed(parser)
+
+    argparse.ArgumentParser.parse_args = stop
+    try:
+        importlib.import_module(script)
+    except _Parsed as parsed:
+        parser = parsed.parser
+    else:
+        sys.exit(f"{prog}: their {script}.py built no parser")
+    finally:
+        argparse.ArgumentParser.parse_args = original
+    return {name: importlib.import_module(name) for name in modules}, parser
+
+
+def random_states():
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "random": random.getstate(),
+    }
+
+
+def set_random_states(states):
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["random"])
+
+
+def save_state(path, state):
+    """``state`` to ``path`` whole or not at all."""
+    partial = path + ".partial"
+    torch.save(state, partial)
+    os.replace(partial, path)
