@@ -9,10 +9,12 @@ weights and optimizer beside the random states of Python, NumPy and torch
 """
 
 import argparse
+import functools
 import importlib
 import os
 import random
 import sys
+import types
 
 import numpy as np
 import torch
@@ -48,6 +50,43 @@ def import_authors(path, script, modules, prog):
     finally:
         argparse.ArgumentParser.parse_args = original
     return {name: importlib.import_module(name) for name in modules}, parser
+
+
+def run_parser(description, repository):
+    """The options every ``*_authors.py`` run takes: ``--authors`` (a checkout of
+    ``repository``), ``--state``, ``--hours`` and ``--seed``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--authors", required=True, help=f"a checkout of {repository}")
+    parser.add_argument(
+        "--state", required=True, help="the run's state file (resumed if it exists)"
+    )
+    parser.add_argument(
+        "--hours", type=float, default=None, help="stop before passing this"
+    )
+    parser.add_argument("--seed", type=int, default=2020)
+    return parser
+
+
+def quiet_progress(module):
+    """Their progress bars in ``module`` off: one line per batch in a log (a bar's
+    length stays)."""
+    import tqdm
+
+    module.tqdm = types.SimpleNamespace(tqdm=functools.partial(tqdm.tqdm, disable=True))
+
+
+def data_files(path, data_name, prog):
+    """Their ``data/<data_name>.txt`` and ``data/<data_name>_item2attributes.json``
+    under the checkout ``path``; a missing one ends ``prog`` in one line."""
+    data_dir = os.path.join(os.path.abspath(path), "data")
+    files = (
+        os.path.join(data_dir, data_name + ".txt"),
+        os.path.join(data_dir, data_name + "_item2attributes.json"),
+    )
+    for name in files:
+        if not os.path.isfile(name):
+            sys.exit(f"{prog}: --authors: no {name}")
+    return files
 
 
 def random_states():

@@ -32,13 +32,10 @@ It prints one line per epoch and, at the end, both tests. For the results page
 produced it, on this machine, next to this plugin's preset.
 """
 
-import argparse
-import functools
 import math
 import os
 import sys
 import time
-import types
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -80,28 +77,16 @@ def build(path, argv, state_file, seed):
     dataset, model, trainer, utils = (
         modules[n] for n in ("dataset", "model", "trainer", "utils")
     )
-    import tqdm
-
-    # their progress bars, one line per batch in a log: off (a bar's length stays)
-    trainer.tqdm = types.SimpleNamespace(
-        tqdm=functools.partial(tqdm.tqdm, disable=True)
-    )
+    authors_code.quiet_progress(trainer)
     args = parser.parse_args(argv)
     utils.set_seed(seed)
-    data_dir = os.path.join(os.path.abspath(path), "data")
-    args.data_file = os.path.join(data_dir, args.data_name + ".txt")
-    for name in (
-        args.data_file,
-        os.path.join(data_dir, args.data_name + "_item2attributes.json"),
-    ):
-        if not os.path.isfile(name):
-            sys.exit(f"mminforec_authors.py: --authors: no {name}")
+    args.data_file, attributes = authors_code.data_files(
+        path, args.data_name, "mminforec_authors.py"
+    )
     args.cuda_condition = False
     args.no_cuda = True
     user_seq, max_item, valid_matrix, test_matrix = utils.get_user_seqs(args.data_file)
-    item2attribute, attribute_size = utils.get_item2attribute_json(
-        os.path.join(data_dir, args.data_name + "_item2attributes.json")
-    )
+    item2attribute, attribute_size = utils.get_item2attribute_json(attributes)
     args.item_size = max_item + 1
     args.attribute_size = attribute_size + 1
     args.log_dir = os.path.dirname(os.path.abspath(state_file))
@@ -192,17 +177,7 @@ def line(figures):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--authors", required=True, help="a checkout of RuihongQiu/MMInfoRec"
-    )
-    parser.add_argument(
-        "--state", required=True, help="the run's state file (resumed if it exists)"
-    )
-    parser.add_argument(
-        "--hours", type=float, default=None, help="stop before passing this"
-    )
-    parser.add_argument("--seed", type=int, default=2020)
+    parser = authors_code.run_parser(__doc__.split("\n")[0], "RuihongQiu/MMInfoRec")
     parser.add_argument("--epochs", type=int, default=None, help="beauty.sh: 50")
     parser.add_argument("--data_name", default=None, help="beauty.sh: Beauty")
     options = parser.parse_args()

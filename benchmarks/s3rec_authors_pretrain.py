@@ -30,12 +30,9 @@ already gives what their released 150-epoch weights give, which separates how lo
 their pretraining ran from how its objectives are written.
 """
 
-import argparse
-import functools
 import os
 import sys
 import time
-import types
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -57,20 +54,10 @@ def build(path, argv, state_file, seed):
     datasets, models, trainers, utils = (
         modules[n] for n in ("datasets", "models", "trainers", "utils")
     )
-    import tqdm
-
-    # their progress bar, one line per batch in a log: off
-    trainers.tqdm = types.SimpleNamespace(
-        tqdm=functools.partial(tqdm.tqdm, disable=True)
-    )
+    authors_code.quiet_progress(trainers)
     args = parser.parse_args(argv)
     utils.set_seed(seed)
-    data_dir = os.path.join(os.path.abspath(path), "data")
-    args.data_file = os.path.join(data_dir, args.data_name + ".txt")
-    attributes = os.path.join(data_dir, args.data_name + "_item2attributes.json")
-    for name in (args.data_file, attributes):
-        if not os.path.isfile(name):
-            sys.exit(f"{PROG}: --authors: no {name}")
+    args.data_file, attributes = authors_code.data_files(path, args.data_name, PROG)
     args.no_cuda = True
     args.cuda_condition = False
     args.output_dir = os.path.dirname(os.path.abspath(state_file))
@@ -97,17 +84,7 @@ def build(path, argv, state_file, seed):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--authors", required=True, help="a checkout of aHuiWang/CIKM2020-S3Rec"
-    )
-    parser.add_argument(
-        "--state", required=True, help="the run's state file (resumed if it exists)"
-    )
-    parser.add_argument(
-        "--hours", type=float, default=None, help="stop before passing this"
-    )
-    parser.add_argument("--seed", type=int, default=2020)
+    parser = authors_code.run_parser(__doc__.split("\n")[0], "aHuiWang/CIKM2020-S3Rec")
     parser.add_argument("--epochs", type=int, default=None, help="theirs: 300")
     parser.add_argument("--data_name", default="Beauty")
     options = parser.parse_args()

@@ -386,26 +386,22 @@ def test_mminforec_authors_ranks_with_history_and_padding_out_and_ties_against()
     assert collapsed["ndcg@5"] == pytest.approx(1 / np.log2(4))
 
 
-def test_mminforec_authors_names_a_checkout_without_their_code(tmp_path):
+@pytest.mark.parametrize(
+    "script, theirs",
+    [
+        ("mminforec_authors.py", "run_mminforec"),
+        ("s3rec_authors_pretrain.py", "run_pretrain"),
+    ],
+)
+def test_authors_runs_name_a_checkout_without_their_code(script, theirs, tmp_path):
     out = run_script(
-        "benchmarks/mminforec_authors.py",
+        f"benchmarks/{script}",
         f"--authors={tmp_path}",
         f"--state={tmp_path / 'state.pt'}",
         cwd=tmp_path,
     )
     assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert f"--authors: no run_mminforec.py under '{tmp_path}'" in out.stderr
-
-
-def test_s3rec_authors_pretrain_names_a_checkout_without_their_code(tmp_path):
-    out = run_script(
-        "benchmarks/s3rec_authors_pretrain.py",
-        f"--authors={tmp_path}",
-        f"--state={tmp_path / 'state.pt'}",
-        cwd=tmp_path,
-    )
-    assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert f"--authors: no run_pretrain.py under '{tmp_path}'" in out.stderr
+    assert f"{script}: --authors: no {theirs}.py under '{tmp_path}'" in out.stderr
 
 
 def test_authors_code_stops_their_script_at_its_parser(tmp_path, monkeypatch):
