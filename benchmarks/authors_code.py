@@ -5,18 +5,17 @@ Their scripts build their argument parser inside ``main()`` and call ``main()`` 
 import; :func:`import_authors` imports such a script, stops it at ``parse_args`` and
 hands back the parser and their modules. A run that stops between epochs keeps its
 weights and optimizer beside the random states of Python, NumPy and torch
-(:func:`random_states`), written whole or not at all (:func:`save_state`).
+(``recbole_ssl.randomness.global_states``), written whole or not at all
+(:func:`save_state`).
 """
 
 import argparse
 import functools
 import importlib
 import os
-import random
 import sys
 import types
 
-import numpy as np
 import torch
 
 
@@ -87,20 +86,6 @@ def data_files(path, data_name, prog):
         if not os.path.isfile(name):
             sys.exit(f"{prog}: --authors: no {name}")
     return files
-
-
-def random_states():
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "random": random.getstate(),
-    }
-
-
-def set_random_states(states):
-    torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["random"])
 
 
 def save_state(path, state):

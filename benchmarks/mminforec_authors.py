@@ -42,8 +42,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import authors_code  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from authors_code import random_states, save_state, set_random_states  # noqa: E402
+from authors_code import save_state  # noqa: E402
 from bench_timing import machine_line  # noqa: E402
+
+from recbole_ssl.randomness import global_states, set_global_states  # noqa: E402
 
 # their beauty.sh, word for word but for the program name ("--epoch=50": argparse reads
 # it as --epochs)
@@ -206,7 +208,7 @@ def main():
         scheduler.load_state_dict(state["scheduler"])
         for key, value in state["stopping"].items():
             setattr(stopping, key, value)
-        set_random_states(state["random"])
+        set_global_states(state["random"])
         history, start = state["history"], state["epoch"] + 1
         print(f"# resumed from {options.state} after epoch {state['epoch']}")
     print("epoch  seconds  train loss  validation (theirs: earlier items scored 0)")
@@ -259,7 +261,7 @@ def main():
                     for k in ("best_score", "counter", "early_stop", "score_min")
                     if hasattr(stopping, k)
                 },
-                "random": random_states(),
+                "random": global_states(),
                 "history": history,
             },
         )

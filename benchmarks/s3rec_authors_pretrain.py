@@ -38,8 +38,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import authors_code  # noqa: E402
 import torch  # noqa: E402
-from authors_code import random_states, save_state, set_random_states  # noqa: E402
+from authors_code import save_state  # noqa: E402
 from bench_timing import machine_line  # noqa: E402
+
+from recbole_ssl.randomness import global_states, set_global_states  # noqa: E402
 
 PROG = "s3rec_authors_pretrain.py"
 SAVE_EVERY = 10  # their run_pretrain.py: a checkpoint after every 10th epoch
@@ -109,7 +111,7 @@ def main():
             )
         model.load_state_dict(state["model"])
         trainer.optim.load_state_dict(state["optim"])
-        set_random_states(state["random"])
+        set_global_states(state["random"])
         seconds, start = state["seconds"], state["epoch"] + 1
         print(f"# resumed from {options.state} after epoch {state['epoch']}")
     for epoch, took in enumerate(seconds):
@@ -138,7 +140,7 @@ def main():
                 "seed": options.seed,
                 "model": model.state_dict(),
                 "optim": trainer.optim.state_dict(),
-                "random": random_states(),
+                "random": global_states(),
                 "seconds": seconds,
             },
         )
