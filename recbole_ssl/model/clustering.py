@@ -9,7 +9,8 @@ run :func:`distributed_kmeans` gathers every rank's vectors, clusters them on ra
 broadcasts the result, so all ranks hold the same centroids.
 """
 
-import faiss
+import importlib
+
 import numpy as np
 import torch
 
@@ -25,7 +26,14 @@ class ClusteringError(RecBoleSSLError):
     """Clustering cannot run as configured (e.g. more clusters than vectors)."""
 
 
+def _faiss():
+    """faiss, imported where k-means runs: importing the plugin's models (all of them,
+    for the lookups) then needs no faiss until a model clusters."""
+    return importlib.import_module("faiss")
+
+
 def faiss_gpu_available():
+    faiss = _faiss()
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
@@ -67,7 +75,7 @@ def kmeans(vectors, k, seed=0, niter=20, key="num_intent_clusters"):
     _check_k(k, n, key)
     data = np.ascontiguousarray(vectors.detach().float().cpu().numpy())
     use_gpu = vectors.is_cuda and faiss_gpu_available()
-    clustering = faiss.Kmeans(
+    clustering = _faiss().Kmeans(
         dim,
         k,
         niter=niter,
