@@ -267,9 +267,12 @@ class Row:
         return "preset" if "preset" in self.setting else self.loss_type
 
     def seconds_per_epoch(self):
+        """Mean training seconds per epoch of the row's runs on a CPU (a run on a GPU
+        is not comparable with the CPU runs that every other figure comes from)."""
         seconds = [
             e["train_seconds"]
             for r in self.records
+            if not (r.get("machine") or {}).get("gpu")
             for e in final_stage_epochs(r)
             if e.get("train_seconds") is not None
         ]
@@ -457,7 +460,8 @@ def results_section(rows, papers, dataset, page_dir, only=None):
         "or preset of the same loss_type; blank below two seeds on either side. "
         "A preset is a config file of a paper's setting (recbole_ssl/properties/presets/). "
         "Epochs: per seed, trained (best). s/epoch: mean "
-        "training seconds of the recorded epochs, blank where none were timed "
+        "training seconds of the recorded epochs of the runs on a CPU, blank where "
+        "none were timed "
         "(machines and loads differ between runs: see the results page's Runs; the "
         "speed benchmarks compare models in one run). Paper: the first full-ranking "
         "figure of the model in "
@@ -966,7 +970,8 @@ def models_section(rows, papers, dataset, figures, readme_dir, page_path, docs_d
         "(SASRec, CL4SRec, CoSeRec, ICLRec and S3-Rec with BCE and one sampled "
         "negative). s/epoch: mean training seconds per epoch of the model's runs over "
         "SASRec's under the same protocol (CE where both were timed, else the "
-        "presets; runs on a 2-core CPU, often two side by side, so a rough guide: "
+        "presets; runs on a 2-core CPU, often two side by side, so a rough guide, "
+        "and runs on a GPU left out; "
         "the speed benchmarks are in [docs/speed.md](docs/speed.md)). Holds: the "
         "paper's claimed gain over SASRec tested with a Welch t-test over seeds (yes, "
         "partly, no, too few seeds, not run; the rule and every setting, seed and "

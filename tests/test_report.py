@@ -91,6 +91,16 @@ def test_rows_group_by_setting_with_mean_and_sample_std(tmp_path):
     assert mean == pytest.approx(0.2) and std == pytest.approx(0.1)  # by hand
     assert rows[1].mean_std("ndcg@20") == (0.5, None)
     assert rows[0].seconds_per_epoch() == pytest.approx(2.5)
+    # a run on a GPU adds its seeds but not its seconds to the CPU runs' timing
+    gpu = fake_record("SASRec", 4, 0.2)
+    gpu["machine"]["gpu"] = "toy gpu"
+    for epoch in gpu["epochs"]:
+        epoch["train_seconds"] = 0.1
+    sasrec = [fake_record("SASRec", seed, 0.1 * seed) for seed in (1, 2, 3)]
+    write_records(tmp_path / "gpu", sasrec + [gpu])
+    on_gpu = report.build_rows(report.load_records(str(tmp_path / "gpu"), "toy"))[0]
+    assert len(on_gpu.records) == 4
+    assert on_gpu.seconds_per_epoch() == pytest.approx(2.5)
     text = report.results_section(rows, {}, "toy", str(tmp_path))
     assert "| **SASRec** | defaults | 1/2/3 |" in text
     assert "0.2000 ± 0.1000" in text
