@@ -442,3 +442,50 @@ def test_authors_code_stops_their_script_at_its_parser(tmp_path, monkeypatch):
     authors_code.save_state(path, {"epoch": 4})
     assert torch.load(path)["epoch"] == 4
     assert not (tmp_path / "state.pt.partial").exists()
+
+
+def test_sweep_runs_jobs_side_by_side_and_stops_the_rest_at_the_deadline(tmp_path):
+    data = f"--dataset=tiny --data_path={DATA_DIR}"
+    jobs = tmp_path / "jobs"
+    jobs.write_text(
+        "# one training that ends, one that the deadline stops\n"
+        f"short: --model=SASRec {data} --epochs=1 --seed=1\n"
+        f"long: --model=SASRec {data} --epochs=100000 --stopping_step=100000  # never\n"
+    )
+    out = tmp_path / "out"
+    run = run_script(
+        "results/sweep.py",
+        f"--jobs={jobs}",
+        f"--out={out}",
+        "--deadline=50",
+        "--grace=120",
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "short: exit 0" in run.stdout
+    assert "long: exit 143" in run.stdout  # SIGTERM: SystemExit(143)
+    records = {r["seed"]: r for r in map(load, (out / "records" / "tiny").glob("*"))}
+    assert records[1]["status"] == "finished" and records[1]["test"]
+    long = records[2020]  # RecBole's default seed
+    assert long["status"] == "interrupted" and long["epochs_run"] >= 1
+    last = list((out / "long").glob("*-last.pth"))
+    assert len(last) == 1  # what --resume takes
+    assert re.search(r"long: exit 143, \d+ s, last epoch \d+", run.stdout)
+
+
+def test_sweep_names_the_line_of_a_bad_job(tmp_path):
+    jobs = tmp_path / "jobs"
+    jobs.write_text("ok: --model=SASRec\nno colon here\n")
+    run = run_script(
+        "results/sweep.py",
+        f"--jobs={jobs}",
+        f"--out={tmp_path / 'out'}",
+        "--deadline=1",
+        cwd=tmp_path,
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip() == (
+        f"{jobs}:2: expected 'name: options' (name of letters, digits, '.', '_' and "
+        "'-'), got 'no colon here'"
+    )
+    assert not (tmp_path / "out").exists()  # nothing started
