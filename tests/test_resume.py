@@ -246,3 +246,16 @@ def test_resume_names_what_is_wrong(tmp_path, tiny_config):
     assert os.path.exists(last_checkpoint_file(best))
     with pytest.raises(ConfigError, match="holds one epoch's weights"):
         run_recbole_ssl(resume=best)
+    if not torch.cuda.is_available():  # a GPU run's last checkpoint, on a CPU
+        checkpoint = torch.load(last_checkpoint_file(best), weights_only=True)
+        checkpoint["random_states"][0]["cuda"] = [torch.zeros(16, dtype=torch.uint8)]
+        on_gpu = tmp_path / "gpu-last.pth"
+        torch.save(checkpoint, on_gpu)
+        out = run_tiny(tmp_path, "SASRec", f"--resume={on_gpu}")
+        assert_one_clear_line(
+            out,
+            f"resume: {on_gpu} was saved by a run on a GPU, whose random states "
+            "cannot be restored without CUDA; resume it where CUDA is available, or "
+            f"go on from its best epoch's weights (random states anew) with "
+            f"resume={best}",
+        )

@@ -293,6 +293,13 @@ class PluginTrainerMixin:
                     f"resume: {resume_file} was saved by {len(states)} process(es); "
                     f"resume it with nproc={len(states)} (this run has {world})"
                 )
+            if "cuda" in states[rank] and not torch.cuda.is_available():
+                raise ConfigError(
+                    f"resume: {resume_file} was saved by a run on a GPU, whose random "
+                    "states cannot be restored without CUDA; resume it where CUDA is "
+                    "available, or go on from its best epoch's weights (random states "
+                    f"anew) with resume={checkpoint['best_model_file']}"
+                )
         super().resume_checkpoint(resume_file)
         if checkpoint.get("kind") != LAST:
             self.logger.warning(
