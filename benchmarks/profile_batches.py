@@ -23,6 +23,8 @@ import torch  # noqa: E402
 from bench_probe import build  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
+from recbole_ssl import utils  # noqa: E402
+
 
 def profile_table(run, top):
     """``run()`` under the profiler: ``(rows, total seconds)``, rows
@@ -63,6 +65,9 @@ def main():
         settings["data_path"] = args.data_path
     config, model, train_data, valid_data, _ = build(args.model, settings, args.dataset)
     model = model.to(config["device"])
+    if getattr(model, "needs_item_correlation", False):  # CoSeRec, as its trainer does
+        trainer_class = utils.get_trainer(config["MODEL_TYPE"], config["model"])
+        trainer_class(config, model).build_item_correlation(train_data._dataset)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
 
     def forever(loader):

@@ -489,3 +489,13 @@ def test_sweep_names_the_line_of_a_bad_job(tmp_path):
         "'-'), got 'no colon here'"
     )
     assert not (tmp_path / "out").exists()  # nothing started
+
+
+def test_profile_batches_profiles_coserec_with_its_item_correlation(tmp_path):
+    # substitute and insert need the item correlation that CoSeRec's trainer attaches
+    out = run_benchmark(
+        "benchmarks/profile_batches.py", "--model=CoSeRec", "--batches=2", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "training, 2 batches:" in out.stdout
+    assert "full-sort scoring, 2 batches:" in out.stdout
