@@ -94,9 +94,21 @@ CASES = {  # model, settings, where the run is killed (its last epoch: kill's + 
 }
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread, as under pytest-xdist (conftest.py). With two, MMInfoRec's g_enc
+    gradients differ from run to run (two uninterrupted runs end apart;
+    torch.use_deterministic_algorithms(True) makes them agree), so no resume could
+    match; SASRec and S3Rec agree on two threads too."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_killed_run_resumes_bit_identical(
-    case, tiny_config, tmp_path, monkeypatch, caplog
+    case, tiny_config, tmp_path, monkeypatch, caplog, one_thread
 ):
     model, settings, (stage, epoch) = CASES[case]
     # four batches an epoch (of about 1000 rows), so the shuffle's order matters
