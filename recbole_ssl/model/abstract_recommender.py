@@ -9,6 +9,7 @@ import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 
 from recbole_ssl.errors import ConfigError, check_choice, check_integer
+from recbole_ssl.model.layers import take_rows
 from recbole_ssl.model.losses import (
     bce_next_item,
     bpr_next_item,
@@ -150,7 +151,9 @@ class SequentialSSLRecommender(SequentialRecommender):
         return self.sampled_next_item_loss(
             interaction,
             targets,
-            lambda items: torch.einsum("nh,nmh->nm", output, item_weight[items]),
+            lambda items: torch.einsum(
+                "nh,nmh->nm", output, take_rows(item_weight, items)
+            ),
             reduction,
         )
 
@@ -160,8 +163,8 @@ class SequentialSSLRecommender(SequentialRecommender):
         ``output . item_weight``, the logQ correction with ``ssm_logq``. ``output``
         ``[N, H]``, ``target`` ``[N]``."""
         negatives = self.negatives.sample(self.train_neg_num, output.device)  # [m]
-        pos_score = (output * item_weight[target]).sum(-1)  # [N]
-        neg_score = output @ item_weight[negatives].t()  # [N, m]
+        pos_score = (output * take_rows(item_weight, target)).sum(-1)  # [N]
+        neg_score = output @ take_rows(item_weight, negatives).t()  # [N, m]
         log_q = {}
         if self.ssm_logq:
             log_q = {

@@ -9,6 +9,7 @@ from torch import nn
 
 from recbole_ssl.distributed import gather_rows, global_average, global_mean
 from recbole_ssl.errors import ConfigError, check_choice, check_integer, check_number
+from recbole_ssl.model.layers import take_rows
 from recbole_ssl.model.losses import cross_entropy
 from recbole_ssl.model.sasrec import SASRec
 
@@ -347,7 +348,7 @@ class DSSRec(SASRec):
                 interaction,
                 targets,
                 lambda items: torch.einsum(
-                    "nkd,nmd->nmk", parts, self.item_weight[items]
+                    "nkd,nmd->nmk", parts, take_rows(self.item_weight, items)
                 ).amax(-1)
                 * self.s2i_scale,
             )

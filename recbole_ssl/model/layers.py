@@ -1,5 +1,23 @@
 """recbole_ssl.model.layers: small pieces shared by the plugin's models."""
 
+import torch.nn.functional as F
+
+
+def take_rows(table, index):
+    """``table[index]``: the rows of ``table`` ([n, ...]) at the integer ``index`` (any
+    shape), with a backward pass that gives the same gradients on every run.
+    # [*index.shape, ...]
+
+    Indexing with an integer tensor backpropagates through ``index_put_`` with
+    accumulation, which on the CPU adds the rows of repeated ids from several threads
+    in no fixed order (torch 2.x; see ``torch.use_deterministic_algorithms``): two
+    identical runs on two threads ended with different weights. An embedding lookup
+    adds them in a fixed order, on the CPU and on CUDA. Every lookup of rows that
+    carry gradients, where ids can repeat, goes through here.
+    """
+    rows = F.embedding(index, table.reshape(table.size(0), -1))
+    return rows.view(*index.shape, *table.shape[1:])
+
 
 def length_bands(max_width, smallest=8):
     """Upper bounds of the length bands rows are grouped into: 8, 16, 32, ...,

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from recbole_ssl.distributed import gather_rows, global_mean, is_distributed
-from recbole_ssl.model.layers import length_bands
+from recbole_ssl.model.layers import length_bands, take_rows
 
 REPRESENTATIONS = ("concat", "mean", "last")
 SIMILARITIES = ("dot", "cos")
@@ -218,7 +218,9 @@ def mince(
         rows, cols = (targets[:, None] == instance_items[None, :]).nonzero(
             as_tuple=True
         )
-        positive = (predictions[rows, None] * instances[cols]).sum(-1)  # [pairs, q]
+        # take_rows: ids repeat (an item's instances), so a fixed order of summing
+        positive = take_rows(predictions, rows)[:, None] * take_rows(instances, cols)
+        positive = positive.sum(-1)  # [pairs, q]
         return global_mean(
             torch.logsumexp(logits, dim=1)
             - _row_logsumexp(positive, rows, len(targets))

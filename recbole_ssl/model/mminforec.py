@@ -12,7 +12,7 @@ from torch import nn
 from recbole_ssl.data.attributes import attribute_fields, load_item_attributes
 from recbole_ssl.distributed import row_counts
 from recbole_ssl.errors import ConfigError, check_choice, check_integer, check_number
-from recbole_ssl.model.layers import first_token_output
+from recbole_ssl.model.layers import first_token_output, take_rows
 from recbole_ssl.model.losses import SIMILARITIES, cross_entropy, mince
 from recbole_ssl.model.sasrec import SASRec
 
@@ -325,7 +325,9 @@ class MMInfoRec(SASRec):
         return self.sampled_next_item_loss(
             interaction,
             targets,
-            lambda items: torch.einsum("pd,pmd->pm", predicted, latents[items])
+            lambda items: torch.einsum(
+                "pd,pmd->pm", predicted, take_rows(latents, items)
+            )
             / self.ce_temperature,
         )
 

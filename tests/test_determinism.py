@@ -1,0 +1,110 @@
+"""One batch's gradients are the same on every run, on two CPU threads.
+
+RecBole's ``reproducibility: True`` promises runs that repeat; on two threads, an
+integer-tensor lookup of rows that carry gradients (``weight[ids]`` with repeated ids)
+summed its backward pass in no fixed order, and two identical runs of every model
+under BCE, and of MMInfoRec under any loss, ended apart. ``take_rows`` fixes the
+order; these tests would fail with the plain lookup back in any of those places.
+"""
+
+import pytest
+import torch
+from conftest import build
+from recbole.utils import init_seed
+
+from recbole_ssl.data.correlation import ItemCorrelation
+from recbole_ssl.model.layers import take_rows
+
+CASES = {
+    "SASRec BCE": ("SASRec", {"loss_type": "BCE"}),
+    "SASRec SSM": ("SASRec", {"loss_type": "SSM"}),
+    "CL4SRec BCE": ("CL4SRec", {"loss_type": "BCE"}),
+    "CoSeRec BCE": ("CoSeRec", {"loss_type": "BCE"}),
+    "ICLRec BCE": ("ICLRec", {"loss_type": "BCE"}),
+    "DSSRec BCE": ("DSSRec", {"loss_type": "BCE"}),
+    "MMInfoRec CE": ("MMInfoRec", {"loss_type": "CE"}),
+    "MMInfoRec BCE": ("MMInfoRec", {"loss_type": "BCE"}),
+    "S3Rec BCE": ("S3Rec", {"loss_type": "BCE"}),
+}
+
+
+@pytest.fixture
+def two_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def gradients(model, batch, initial, random_state):
+    """The gradients of one pass over ``batch`` from ``initial`` weights and the
+    model's and torch's random states as they were."""
+    model.load_state_dict(initial)
+    model.set_random_state(random_state)
+    model.zero_grad()
+    model.train()
+    init_seed(1, True)
+    loss = model.calculate_loss(batch)
+    (sum(loss) if isinstance(loss, tuple) else loss).backward()
+    return {
+        name: parameter.grad.clone()
+        for name, parameter in model.named_parameters()
+        if parameter.grad is not None
+    }
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_one_batch_gives_the_same_gradients_on_every_run(
+    case, tiny_config, two_threads
+):
+    name, settings = CASES[case]
+    config_dict = dict(
+        tiny_config, hidden_size=32, inner_size=64, train_batch_size=256, **settings
+    )
+    _, model, train_data, _, _ = build(name, config_dict)
+    if name == "S3Rec":
+        model.set_stage("finetune")
+    if getattr(model, "needs_item_correlation", False):
+        model.set_item_correlation(ItemCorrelation.from_dataset(train_data._dataset))
+    if name == "ICLRec":  # as after the first E-step: the intent loss takes part
+        model.intents.centroids = torch.randn(8, model.hidden_size)
+        model.intents.user_intents.zero_()
+    batch = next(iter(train_data))
+    initial = {key: value.clone() for key, value in model.state_dict().items()}
+    random_state = model.random_state()
+    first = gradients(model, batch, initial, random_state)
+    for _ in range(2):  # the unordered sum differed in most repeats, not in all
+        again = gradients(model, batch, initial, random_state)
+        assert [n for n in first if not torch.equal(first[n], again[n])] == []
+
+
+def test_s3rec_pretraining_gives_the_same_gradients_on_every_run(
+    tiny_config, two_threads
+):
+    config_dict = dict(tiny_config, hidden_size=32, inner_size=64, train_batch_size=256)
+    _, model, train_data, _, _ = build("S3Rec", config_dict)
+    model.set_stage("pretrain")
+    batch = next(iter(train_data))
+    initial = {key: value.clone() for key, value in model.state_dict().items()}
+    random_state = model.random_state()
+    model.calculate_loss = lambda batch: model.pretrain_loss(batch)
+    first = gradients(model, batch, initial, random_state)
+    for _ in range(2):
+        again = gradients(model, batch, initial, random_state)
+        assert [n for n in first if not torch.equal(first[n], again[n])] == []
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 4), (0,)])
+def test_take_rows_is_indexing(shape):
+    torch.manual_seed(0)
+    table = torch.randn(6, 2, 5, requires_grad=True)
+    index = torch.randint(0, 6, shape)
+    taken = take_rows(table, index)
+    expected = table[index]
+    assert taken.shape == expected.shape == (*shape, 2, 5)
+    assert torch.equal(taken, expected)
+    upstream = torch.randn(expected.shape)
+    (grad,) = torch.autograd.grad((taken * upstream).sum(), table)
+    (grad_expected,) = torch.autograd.grad((expected * upstream).sum(), table)
+    assert torch.allclose(grad, grad_expected, atol=1e-6)
+    assert grad[index.unique()].abs().sum() > 0 or index.numel() == 0
