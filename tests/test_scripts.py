@@ -118,6 +118,17 @@ def test_contrastive_gradients_benchmark_runs(tmp_path):
         assert rec > 0 and cl > 0 and ratio == pytest.approx(cl / rec, rel=0.01)
 
 
+def test_lookup_speed_benchmark_runs(tmp_path):
+    out = run_script("benchmarks/lookup_speed.py", "--repeats=4", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line.rsplit(None, 3) for line in out.stdout.splitlines()[2:]]
+    assert [row[1] for row in rows] == ["table[ids]", "take_rows"] * 2
+    for _case, lookup, ms, differ in rows:
+        assert float(ms) > 0 and differ.endswith("/3")
+        if lookup == "take_rows":
+            assert differ == "0/3"
+
+
 def test_mminforec_collapse_benchmark_runs(tmp_path):
     out = run_benchmark(
         "benchmarks/mminforec_collapse.py",
