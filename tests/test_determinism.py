@@ -108,3 +108,12 @@ def test_take_rows_is_indexing(shape):
     (grad_expected,) = torch.autograd.grad((expected * upstream).sum(), table)
     assert torch.allclose(grad, grad_expected, atol=1e-6)
     assert grad[index.unique()].abs().sum() > 0 or index.numel() == 0
+
+
+def test_take_rows_from_an_empty_table():
+    """A distributed rank with no scored position looks up nothing in nothing."""
+    table = torch.zeros(0, 4, 8, requires_grad=True)
+    taken = take_rows(table, torch.zeros(0, dtype=torch.long))
+    assert taken.shape == (0, 4, 8)
+    taken.sum().backward()
+    assert table.grad.shape == table.shape

@@ -15,7 +15,7 @@ def take_rows(table, index):
     adds them in a fixed order, on the CPU and on CUDA. Every lookup of rows that
     carry gradients, where ids can repeat, goes through here.
     """
-    rows = F.embedding(index, table.reshape(table.size(0), -1))
+    rows = F.embedding(index, table.flatten(1))  # [n, width]: n may be 0
     return rows.view(*index.shape, *table.shape[1:])
 
 
