@@ -12,8 +12,9 @@ def take_rows(table, index):
     accumulation, which on the CPU adds the rows of repeated ids from several threads
     in no fixed order (torch 2.x; see ``torch.use_deterministic_algorithms``): two
     identical runs on two threads ended with different weights. An embedding lookup
-    adds them in a fixed order, on the CPU and on CUDA. Every lookup of rows that
-    carry gradients, where ids can repeat, goes through here.
+    adds them in a fixed order on the CPU (tests/test_determinism.py; the GPU is not
+    tested). Every lookup of rows that carry gradients, where ids can repeat, goes
+    through here.
     """
     rows = F.embedding(index, table.flatten(1))  # [n, width]: n may be 0
     return rows.view(*index.shape, *table.shape[1:])
