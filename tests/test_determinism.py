@@ -4,7 +4,9 @@ RecBole's ``reproducibility: True`` promises runs that repeat; on two threads, a
 integer-tensor lookup of rows that carry gradients (``weight[ids]`` with repeated ids)
 summed its backward pass in no fixed order, and two identical runs of every model
 under BCE, and of MMInfoRec under any loss, ended apart. ``take_rows`` fixes the
-order; these tests would fail with the plain lookup back in any of those places.
+order. With the plain lookup back in the sampled loss or in MINCE, these tests failed
+(checked on 2026-12-04, also under pytest-xdist), as in SSM's, DSSRec's and MMInfoRec's
+sampled losses (checked on their own cases).
 """
 
 import pytest

@@ -4,19 +4,19 @@ import torch.nn.functional as F
 
 
 def take_rows(table, index):
-    """``table[index]``: the rows of ``table`` ([n, ...]) at the integer ``index`` (any
-    shape), with a backward pass that gives the same gradients on every run.
-    # [*index.shape, ...]
+    """``table[index]``: the rows of ``table`` (at least 2-D, ``[n, ...]``) at the
+    integer ``index`` (any shape, ids in ``[0, n)``, on the table's device), with a
+    backward pass that gives the same gradients on every run.  # [*index.shape, ...]
 
     Indexing with an integer tensor backpropagates through ``index_put_`` with
     accumulation, which on the CPU adds the rows of repeated ids from several threads
     in no fixed order (torch 2.x; see ``torch.use_deterministic_algorithms``): two
     identical runs on two threads ended with different weights. An embedding lookup
     adds them in a fixed order on the CPU (tests/test_determinism.py; the GPU is not
-    tested). Every lookup of rows that carry gradients, where ids can repeat, goes
-    through here.
+    tested). Every lookup where repeated ids carry gradients goes through here (the
+    concat Gram matrix repeats a row only where it multiplies it by 0).
     """
-    rows = F.embedding(index, table.flatten(1))  # [n, width]: n may be 0
+    rows = F.embedding(index, table.flatten(1))  # [*index.shape, width]; n may be 0
     return rows.view(*index.shape, *table.shape[1:])
 
 
