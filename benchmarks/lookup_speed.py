@@ -7,8 +7,9 @@ on amazon-beauty.
 Cases: the sampled BCE of SASRec (about 1,500 scored positions in a 256-user batch:
 131,413 over 88 batches; target and one negative each, 64 wide, from the 12,102-item
 table) and MMInfoRec's MINCE positives (2,000 pairs, each a prediction and one of the
-batch's instances of its target, 4 dropout copies of 64). For each: milliseconds of forward and backward (median of ``--repeats``)
-and how many of the repeats' gradients differ from the first one's, bit for bit.
+batch's instances of its target, 4 dropout copies of 64). For each: milliseconds of
+forward and backward (median of ``--repeats``) and how many of the repeats' gradients
+differ from the first one's, bit for bit.
 """
 
 import argparse

@@ -44,6 +44,36 @@ def cpu_reading_without_a_second_of_sleep(monkeypatch):
 
 
 @pytest.fixture
+def two_threads():
+    """Two torch threads (pytest-xdist gives each worker one, above): a backward pass
+    that sums in no fixed order differs between runs only on more than one, as the
+    plain row lookups did before ``take_rows`` (tests/test_determinism.py)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def ready_for_one_batch(model_name, model, train_data):
+    """What the model's trainer gives it before its first batch, so that one batch's
+    loss holds every term: S3-Rec's finetuning stage, CoSeRec's item correlation, and
+    ICLRec's intents as after a first E-step."""
+    import torch
+
+    from recbole_ssl.data.correlation import ItemCorrelation
+
+    if model_name == "S3Rec":
+        model.set_stage("finetune")
+    if getattr(model, "needs_item_correlation", False):
+        model.set_item_correlation(ItemCorrelation.from_dataset(train_data._dataset))
+    if model_name == "ICLRec":
+        model.intents.centroids = torch.randn(8, model.hidden_size)
+        model.intents.user_intents.zero_()
+
+
+@pytest.fixture
 def tiny_config(tmp_path):
     """config_dict for one quick epoch on the tiny dataset, all outputs in tmp_path."""
     return {

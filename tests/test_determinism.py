@@ -11,10 +11,9 @@ sampled losses (checked on their own cases).
 
 import pytest
 import torch
-from conftest import build
+from conftest import build, ready_for_one_batch
 from recbole.utils import init_seed
 
-from recbole_ssl.data.correlation import ItemCorrelation
 from recbole_ssl.model.layers import take_rows
 
 CASES = {
@@ -30,29 +29,32 @@ CASES = {
 }
 
 
-@pytest.fixture
-def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
+def assert_same_gradients_on_every_run(model, batch, loss=None):
+    """Three passes of ``loss`` (default: ``model.calculate_loss``) over ``batch``, each
+    from the same weights and random states (the model's and torch's), give the same
+    gradients bit for bit (the unordered sum differed in most repeats, not in all)."""
+    loss = loss or model.calculate_loss
+    initial = {key: value.clone() for key, value in model.state_dict().items()}
+    random_state = model.random_state()
 
+    def gradients():
+        model.load_state_dict(initial)
+        model.set_random_state(random_state)
+        model.zero_grad()
+        model.train()
+        init_seed(1, True)
+        value = loss(batch)
+        (sum(value) if isinstance(value, tuple) else value).backward()
+        return {
+            name: parameter.grad.clone()
+            for name, parameter in model.named_parameters()
+            if parameter.grad is not None
+        }
 
-def gradients(model, batch, initial, random_state):
-    """The gradients of one pass over ``batch`` from ``initial`` weights and the
-    model's and torch's random states as they were."""
-    model.load_state_dict(initial)
-    model.set_random_state(random_state)
-    model.zero_grad()
-    model.train()
-    init_seed(1, True)
-    loss = model.calculate_loss(batch)
-    (sum(loss) if isinstance(loss, tuple) else loss).backward()
-    return {
-        name: parameter.grad.clone()
-        for name, parameter in model.named_parameters()
-        if parameter.grad is not None
-    }
+    first = gradients()
+    for _ in range(2):
+        again = gradients()
+        assert [n for n in first if not torch.equal(first[n], again[n])] == []
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -64,20 +66,8 @@ def test_one_batch_gives_the_same_gradients_on_every_run(
         tiny_config, hidden_size=32, inner_size=64, train_batch_size=256, **settings
     )
     _, model, train_data, _, _ = build(name, config_dict)
-    if name == "S3Rec":
-        model.set_stage("finetune")
-    if getattr(model, "needs_item_correlation", False):
-        model.set_item_correlation(ItemCorrelation.from_dataset(train_data._dataset))
-    if name == "ICLRec":  # as after the first E-step: the intent loss takes part
-        model.intents.centroids = torch.randn(8, model.hidden_size)
-        model.intents.user_intents.zero_()
-    batch = next(iter(train_data))
-    initial = {key: value.clone() for key, value in model.state_dict().items()}
-    random_state = model.random_state()
-    first = gradients(model, batch, initial, random_state)
-    for _ in range(2):  # the unordered sum differed in most repeats, not in all
-        again = gradients(model, batch, initial, random_state)
-        assert [n for n in first if not torch.equal(first[n], again[n])] == []
+    ready_for_one_batch(name, model, train_data)
+    assert_same_gradients_on_every_run(model, next(iter(train_data)))
 
 
 def test_s3rec_pretraining_gives_the_same_gradients_on_every_run(
@@ -86,14 +76,9 @@ def test_s3rec_pretraining_gives_the_same_gradients_on_every_run(
     config_dict = dict(tiny_config, hidden_size=32, inner_size=64, train_batch_size=256)
     _, model, train_data, _, _ = build("S3Rec", config_dict)
     model.set_stage("pretrain")
-    batch = next(iter(train_data))
-    initial = {key: value.clone() for key, value in model.state_dict().items()}
-    random_state = model.random_state()
-    model.calculate_loss = lambda batch: model.pretrain_loss(batch)
-    first = gradients(model, batch, initial, random_state)
-    for _ in range(2):
-        again = gradients(model, batch, initial, random_state)
-        assert [n for n in first if not torch.equal(first[n], again[n])] == []
+    assert_same_gradients_on_every_run(
+        model, next(iter(train_data)), loss=model.pretrain_loss
+    )
 
 
 @pytest.mark.parametrize("shape", [(7,), (3, 4), (0,)])

@@ -6,9 +6,8 @@ from collections import defaultdict
 
 import pytest
 import torch
-from conftest import DATA_DIR, build, loss_and_drawn_negatives
+from conftest import DATA_DIR, build, loss_and_drawn_negatives, ready_for_one_batch
 
-from recbole_ssl.data.correlation import ItemCorrelation
 from recbole_ssl.errors import ConfigError
 from recbole_ssl.model.losses import bce_next_item, bpr_next_item
 from recbole_ssl.model.negatives import NegativeSampler
@@ -143,14 +142,7 @@ def test_every_model_trains_on_the_sampled_losses(
         tiny_config, loss_type=loss_type, train_mode=train_mode, **MODELS[model_name]
     )
     config, model, train_data, _, _ = build(model_name, config_dict)
-    if model_name == "S3Rec":
-        model.set_stage("finetune")
-    if getattr(model, "needs_item_correlation", False):
-        correlation = ItemCorrelation.from_dataset(train_data._dataset)
-        model.set_item_correlation(correlation)
-    if model_name == "ICLRec":
-        model.intents.centroids = torch.randn(8, model.hidden_size)
-        model.intents.user_intents.zero_()
+    ready_for_one_batch(model_name, model, train_data)
     loss = model.calculate_loss(next(iter(train_data)))
     total = sum(loss) if isinstance(loss, tuple) else loss
     assert torch.isfinite(total)

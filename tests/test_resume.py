@@ -94,21 +94,11 @@ CASES = {  # model, settings, where the run is killed (its last epoch: kill's + 
 }
 
 
-@pytest.fixture
-def two_threads():
-    """Two torch threads (pytest-xdist gives each worker one, conftest.py): a lookup
-    whose backward sums in no fixed order differs between runs only on more than one,
-    as MMInfoRec's MINCE did before take_rows (this test then failed for it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_killed_run_resumes_bit_identical(
     case, tiny_config, tmp_path, monkeypatch, caplog, two_threads
 ):
+    # two_threads: before take_rows, MMInfoRec's MINCE failed this test there
     model, settings, (stage, epoch) = CASES[case]
     # four batches an epoch (of about 1000 rows), so the shuffle's order matters
     config = dict(tiny_config, epochs=epoch + 1, train_batch_size=256, **settings)
