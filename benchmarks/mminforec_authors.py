@@ -193,7 +193,10 @@ def main():
     args, net, their, scheduler, stopping, matrices, utils = build(
         options.authors, argv, options.state, options.seed
     )
-    print(f"# their MMInfoRec, {args.data_name}, seed {options.seed}; {machine_line()}")
+    flushed = authors_code.flush_denormal(options)
+    print(
+        f"# their MMInfoRec, {args.data_name}, seed {options.seed}; {machine_line()}{flushed}"
+    )
     print(f"# beauty.sh: {' '.join(argv)}")
     history, start = [], 0
     if os.path.isfile(options.state):

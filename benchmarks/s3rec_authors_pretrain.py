@@ -99,7 +99,7 @@ def main():
         options.authors, argv, options.state, options.seed
     )
     print(f"# their S3-Rec pretraining, {args.data_name}, seed {options.seed}")
-    print(f"# {machine_line()}")
+    print(f"# {machine_line()}{authors_code.flush_denormal(options)}")
     print(f"# run_pretrain.py {' '.join(argv)} (their defaults otherwise)")
     seconds, start = [], 0
     if os.path.isfile(options.state):
