@@ -426,6 +426,62 @@ def test_attcc_puts_the_id_embedding_beside_g_enc_and_doubles_the_width(tiny_con
     assert model.item_embedding.weight.grad.abs().sum() > 0
 
 
+def test_without_input_norm_g_enc_and_g_ta_read_their_inputs_raw(tiny_config):
+    """``input_norm: False`` (the authors' encoders): ``g_enc`` runs on the raw item
+    and attribute tokens, ``g_ta`` on ``z + position``; no input LayerNorm is left
+    among the parameters."""
+    config = dict(tiny_config, input_norm=False, item_encoding="attcc")
+    _, model, train_data, _ = prepare(config)
+    names = [name for name, _ in model.named_parameters()]
+    assert not [n for n in names if n.startswith(("LayerNorm.", "attribute_norm."))]
+    model.eval()
+    table = model.attribute_table
+    dim = model.hidden_size
+    with torch.no_grad():
+        six = table[6][table[6] > 0]
+        tokens = torch.cat(
+            [
+                model.item_embedding.weight[6][None],
+                model.attribute_embedding.weight[six],
+            ]
+        )
+        mask = torch.zeros(1, 1, 1, tokens.size(0))
+        g_enc = model.attribute_encoder(
+            tokens[None], mask, output_all_encoded_layers=False
+        )[-1][0, 0]
+        z = model.encode_items(torch.tensor([6]))[0]
+        assert torch.allclose(z[dim:], g_enc, atol=1e-5)
+        assert torch.allclose(z[:dim], model.item_embedding.weight[6])
+        # g_ta over [3, 6]: causal, no LayerNorm before the first layer
+        seq = torch.tensor([[3, 6]])
+        latents = model.encode_items(seq)
+        hidden = latents + model.position_embedding.weight[:2]
+        causal = torch.tensor([[0.0, -10000.0], [0.0, 0.0]])[None, None]
+        want = model.trm_encoder(hidden, causal, output_all_encoded_layers=False)[-1]
+        assert torch.allclose(model.contexts(seq), want, atol=1e-5)
+    model.train()
+    assert torch.isfinite(sum(model.calculate_loss(next(iter(train_data)))))
+
+
+def test_one_layer_memory_mlp_is_the_authors_mb_fc(tiny_config):
+    """``memory_mlp_layers: 1``: ``z_hat = softmax(W c + b) M + c`` with one Linear."""
+    _, model, _, _ = prepare(
+        dict(tiny_config, **dict(SMALL, memory_slots=2), memory_mlp_layers=1)
+    )
+    assert len(model.memory_mlp) == 1
+    with torch.no_grad():
+        model.memory_mlp[0].weight.copy_(torch.eye(4)[:2])
+        model.memory_mlp[0].bias.zero_()
+        model.memory.copy_(torch.tensor([[4.0, 0, 0, 8], [0, 4, 0, 0]]))
+    ln3, ln7 = math.log(3), math.log(7)
+    # no ReLU: the negative first coordinate of the second row counts
+    c = torch.tensor([[ln3, 0, 1, -1], [-ln7, 0, 0, 0]])
+    # slot weights softmax(ln 3, 0) = (3/4, 1/4) and softmax(-ln 7, 0) = (1/8, 7/8)
+    read = torch.tensor([[3.0, 1, 0, 6], [0.5, 3.5, 0, 1]])
+    with torch.no_grad():
+        assert torch.allclose(model.read_memory(c), read + c, atol=1e-6)
+
+
 def test_uniform_init_draws_every_parameter_like_the_authors(tiny_config):
     """``parameter_init: uniform``: every parameter, LayerNorm weights and biases
     included, uniform in +-1/sqrt(hidden_size) (the authors' reset_parameters)."""
@@ -606,6 +662,8 @@ def test_smoke_one_epoch_through_the_run_script(tmp_path):
         ("--ce_temperature=0", "ce_temperature must be a number > 0, got 0"),
         ("--item_encoding=sum", "item_encoding must be one of ['att', 'attcc']"),
         ("--parameter_init=xavier", "parameter_init must be one of ['normal'"),
+        ("--input_norm=maybe", "config key 'input_norm' expects a bool"),
+        ("--memory_mlp_layers=3", "memory_mlp_layers must be one of [1, 2]"),
         (
             "--instance_dropout_prob=1",
             "instance_dropout_prob must be a number in [0, 1)",

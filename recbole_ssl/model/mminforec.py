@@ -126,8 +126,12 @@ class MMInfoRec(SASRec):
           ``parameter_init: uniform`` does that here (the preset, with ``inner_size``
           64 and ``hidden_act: relu``). It is what keeps the authors' logits small: a
           LayerNorm output scaled by weights of about 0.07 is a vector of length
-          about 0.6, not 8, so their tau 0.3 starts near the uniform loss. The input
-          LayerNorms stay (scaled by their own small weights under ``uniform``).
+          about 0.6, not 8, so their tau 0.3 starts near the uniform loss.
+        * ``g_enc`` and ``g_ta`` start with a LayerNorm of their input (then
+          dropout: ``attribute_dropout_prob``, ``hidden_dropout_prob``), as RecBole's
+          SASRec; the authors' have none (``g_ta``'s input is ``dropout(z +
+          position)``, ``g_enc``'s the raw tokens). ``input_norm: False`` drops both
+          LayerNorms and ``g_enc``'s input dropout, as theirs.
         * ``g_enc`` has its own dropout, ``attribute_dropout_prob`` (0.1). The paper
           gives 0.5 for ``g_ta`` only; the authors' ``attention_probs_dropout_prob``
           (0.5 in their scripts) is the dropout of their ``g_enc`` layers as well. Its
@@ -135,7 +139,7 @@ class MMInfoRec(SASRec):
           (cosine, 0.3) peaked at validation NDCG@20 0.0279 after 29 epochs; with 0.1
           it was 0.0280 after 3 and 0.0415 after 21.
         * The memory's MLP is Linear-ReLU-Linear (the paper says MLP only); the
-          authors' is one Linear (``mb_fc``). Their dropout on ``z_hat`` (``mb_dp``
+          authors' is one Linear (``mb_fc``): ``memory_mlp_layers: 1``. Their dropout on ``z_hat`` (``mb_dp``
           0.2) is ``memory_dropout_prob`` here (0 by default, 0.2 in the preset).
         * ``g_ap`` is a GRU cell started from the context: ``c_(t+1) =
           GRU(z_hat_(t+1), c_t)``. Eq. 4 writes ``g_ap(z_hat_(t+1))`` alone, and the
@@ -208,15 +212,24 @@ class MMInfoRec(SASRec):
             hidden_act=self.hidden_act,
             layer_norm_eps=self.layer_norm_eps,
         )
-        self.attribute_norm = nn.LayerNorm(self.hidden_size, eps=self.layer_norm_eps)
-        self.attribute_dropout = nn.Dropout(config["attribute_dropout_prob"])
+        if config["input_norm"]:  # LayerNorm and dropout on g_enc's input tokens
+            self.attribute_norm = nn.LayerNorm(
+                self.hidden_size, eps=self.layer_norm_eps
+            )
+            self.attribute_dropout = nn.Dropout(config["attribute_dropout_prob"])
+        else:  # the authors' g_enc: the raw tokens, dropout inside its layers only
+            self.attribute_norm = self.attribute_dropout = nn.Identity()
+            self.LayerNorm = nn.Identity()  # and g_ta's input: dropout(z + position)
         self.instance_dropout = nn.Dropout(config["instance_dropout_prob"])
         self.memory = nn.Parameter(torch.empty(config["memory_slots"], width))
-        self.memory_mlp = nn.Sequential(
-            nn.Linear(width, width),
-            nn.ReLU(),
-            nn.Linear(width, config["memory_slots"]),
-        )
+        if config["memory_mlp_layers"] == 2:
+            self.memory_mlp = nn.Sequential(
+                nn.Linear(width, width),
+                nn.ReLU(),
+                nn.Linear(width, config["memory_slots"]),
+            )
+        else:  # the authors' mb_fc
+            self.memory_mlp = nn.Sequential(nn.Linear(width, config["memory_slots"]))
         self.memory_dropout = nn.Dropout(config["memory_dropout_prob"])
         self.predictor = nn.GRUCell(width, width)
         self.apply(self._init_weights)
@@ -239,6 +252,8 @@ class MMInfoRec(SASRec):
         check_number("memory_dropout_prob", config["memory_dropout_prob"], 0, 1)
         check_choice("item_encoding", config["item_encoding"], ITEM_ENCODINGS)
         check_choice("parameter_init", config["parameter_init"], PARAMETER_INITS)
+        check_choice("input_norm", config["input_norm"], (True, False))
+        check_choice("memory_mlp_layers", config["memory_mlp_layers"], (1, 2))
         check_number("mince_temperature", config["mince_temperature"], 0, low_open=True)
         check_number("ce_weight", config["ce_weight"], 0)
         check_number("ce_temperature", config["ce_temperature"], 0, low_open=True)
