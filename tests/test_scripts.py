@@ -397,6 +397,47 @@ def test_mminforec_authors_ranks_with_history_and_padding_out_and_ties_against()
     assert collapsed["ndcg@5"] == pytest.approx(1 / np.log2(4))
 
 
+def test_mminforec_same_batch_maps_torch_transformer_layers_onto_recboles(
+    monkeypatch,
+):
+    """The authors' ``nn.TransformerEncoder`` (post-LayerNorm, ReLU) and RecBole's
+    ``TransformerEncoder`` compute the same, dropout off, once
+    ``transformer_layers`` has copied the one's tensors into the other (a causal
+    mask, as ``g_ta``'s)."""
+    import sys
+
+    from recbole.model.layers import TransformerEncoder
+    from torch import nn
+
+    monkeypatch.setattr(sys, "path", [str(REPO_DIR / "benchmarks"), *sys.path])
+    from mminforec_same_batch import transformer_layers
+
+    torch.manual_seed(0)
+    theirs = nn.Module()
+    theirs.ar_att = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 8, 0.0), 2)
+    ours = TransformerEncoder(
+        n_layers=2,
+        n_heads=2,
+        hidden_size=8,
+        inner_size=8,
+        hidden_dropout_prob=0.0,
+        attn_dropout_prob=0.0,
+        hidden_act="relu",
+        layer_norm_eps=1e-5,
+    )
+    mapped = transformer_layers(theirs.state_dict(), "ar_att", "trm", 2)
+    ours.load_state_dict({k[len("trm.") :]: v for k, v in mapped.items()})
+    theirs.eval()
+    ours.eval()
+    x = torch.randn(3, 5, 8)  # [B, L, D]
+    causal = torch.triu(torch.full((5, 5), float("-inf")), diagonal=1)
+    with torch.no_grad():
+        want = theirs.ar_att(x.transpose(0, 1), mask=causal).transpose(0, 1)
+        additive = torch.where(causal == 0, 0.0, -10000.0)[None, None]
+        got = ours(x, additive, output_all_encoded_layers=False)[-1]
+    assert torch.allclose(got, want, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "script, theirs",
     [

@@ -126,7 +126,13 @@ class MMInfoRec(SASRec):
           ``parameter_init: uniform`` does that here (the preset, with ``inner_size``
           64 and ``hidden_act: relu``). It is what keeps the authors' logits small: a
           LayerNorm output scaled by weights of about 0.07 is a vector of length
-          about 0.6, not 8, so their tau 0.3 starts near the uniform loss.
+          about 0.6, not 8, so their tau 0.3 starts near the uniform loss. In
+          training one dropout differs: ``nn.TransformerEncoderLayer`` drops the
+          feed-forward's hidden units between its two Linears (p 0.5 in the
+          authors' scripts), RecBole's feed-forward does not. With dropout off and
+          the authors' weights, the two compute the same to float rounding
+          (``benchmarks/mminforec_same_batch.py``, with ``input_norm: False`` and
+          ``memory_mlp_layers: 1``).
         * ``g_enc`` and ``g_ta`` start with a LayerNorm of their input (then
           dropout: ``attribute_dropout_prob``, ``hidden_dropout_prob``), as RecBole's
           SASRec; the authors' have none (``g_ta``'s input is ``dropout(z +
