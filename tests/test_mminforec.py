@@ -482,6 +482,28 @@ def test_one_layer_memory_mlp_is_the_authors_mb_fc(tiny_config):
         assert torch.allclose(model.read_memory(c), read + c, atol=1e-6)
 
 
+def test_feed_forward_dropout_drops_the_inner_units_in_training(tiny_config):
+    """``feed_forward_dropout: True`` (nn.TransformerEncoderLayer's, the authors'):
+    dropout between the feed-forward's two Linears of every ``g_ta`` and ``g_enc``
+    layer, in training only; off by default."""
+    _, model, _, _ = prepare(tiny_config)
+    assert isinstance(model.trm_encoder.layer[0].feed_forward.dense_2, torch.nn.Linear)
+    _, model, _, _ = prepare(dict(tiny_config, feed_forward_dropout=True))
+    for encoder in (model.trm_encoder, model.attribute_encoder):
+        for layer in encoder.layer:
+            ff = layer.feed_forward
+            inner, dense_2 = ff.dense_2
+            inner.p, ff.dropout.p = 1.0, 0.0  # every inner unit dropped, nothing else
+            x = torch.randn(2, 3, ff.dense_1.in_features)
+            with torch.no_grad():
+                ff.train()
+                assert torch.allclose(ff(x), ff.LayerNorm(dense_2.bias + x), atol=1e-6)
+                ff.eval()
+                hidden = ff.intermediate_act_fn(ff.dense_1(x))
+                want = ff.LayerNorm(dense_2(hidden) + x)
+                assert torch.allclose(ff(x), want, atol=1e-6)
+
+
 def test_uniform_init_draws_every_parameter_like_the_authors(tiny_config):
     """``parameter_init: uniform``: every parameter, LayerNorm weights and biases
     included, uniform in +-1/sqrt(hidden_size) (the authors' reset_parameters)."""
@@ -664,6 +686,7 @@ def test_smoke_one_epoch_through_the_run_script(tmp_path):
         ("--parameter_init=xavier", "parameter_init must be one of ['normal'"),
         ("--input_norm=maybe", "config key 'input_norm' expects a bool"),
         ("--memory_mlp_layers=3", "memory_mlp_layers must be one of [1, 2]"),
+        ("--feed_forward_dropout=0.5", "config key 'feed_forward_dropout' expects"),
         (
             "--instance_dropout_prob=1",
             "instance_dropout_prob must be a number in [0, 1)",

@@ -129,7 +129,9 @@ class MMInfoRec(SASRec):
           about 0.6, not 8, so their tau 0.3 starts near the uniform loss. In
           training one dropout differs: ``nn.TransformerEncoderLayer`` drops the
           feed-forward's hidden units between its two Linears (p 0.5 in the
-          authors' scripts), RecBole's feed-forward does not. With dropout off and
+          authors' scripts), RecBole's feed-forward does not
+          (``feed_forward_dropout: True`` adds it, at ``hidden_dropout_prob`` in
+          ``g_ta`` and ``attribute_dropout_prob`` in ``g_enc``). With dropout off and
           the authors' weights, the two compute the same to float rounding
           (``benchmarks/mminforec_same_batch.py``, with ``input_norm: False`` and
           ``memory_mlp_layers: 1``).
@@ -226,6 +228,14 @@ class MMInfoRec(SASRec):
         else:  # the authors' g_enc: the raw tokens, dropout inside its layers only
             self.attribute_norm = self.attribute_dropout = nn.Identity()
             self.LayerNorm = nn.Identity()  # and g_ta's input: dropout(z + position)
+        if config["feed_forward_dropout"]:  # nn.TransformerEncoderLayer's, theirs
+            for encoder, p in (
+                (self.trm_encoder, self.hidden_dropout_prob),
+                (self.attribute_encoder, config["attribute_dropout_prob"]),
+            ):
+                for layer in encoder.layer:
+                    inner = layer.feed_forward
+                    inner.dense_2 = nn.Sequential(nn.Dropout(p), inner.dense_2)
         self.instance_dropout = nn.Dropout(config["instance_dropout_prob"])
         self.memory = nn.Parameter(torch.empty(config["memory_slots"], width))
         if config["memory_mlp_layers"] == 2:
@@ -260,6 +270,9 @@ class MMInfoRec(SASRec):
         check_choice("parameter_init", config["parameter_init"], PARAMETER_INITS)
         check_choice("input_norm", config["input_norm"], (True, False))
         check_choice("memory_mlp_layers", config["memory_mlp_layers"], (1, 2))
+        check_choice(
+            "feed_forward_dropout", config["feed_forward_dropout"], (True, False)
+        )
         check_number("mince_temperature", config["mince_temperature"], 0, low_open=True)
         check_number("ce_weight", config["ce_weight"], 0)
         check_number("ce_temperature", config["ce_temperature"], 0, low_open=True)
