@@ -83,8 +83,6 @@ def flush_denormal(options):
     a value that small is zero to every figure these runs report, but a run that
     resumes with it is not bit for bit the run without it."""
     if options.flush_denormal:
-        import torch
-
         torch.set_flush_denormal(True)
         return "; subnormal floats flushed to zero"
     return ""

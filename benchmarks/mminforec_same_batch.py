@@ -46,6 +46,7 @@ from mminforec_authors import BEAUTY_SH, build  # noqa: E402
 from recbole_ssl import utils  # noqa: E402
 from recbole_ssl.config import Config  # noqa: E402
 from recbole_ssl.model.losses import mince  # noqa: E402
+from recbole_ssl.paths import PRESETS_DIR  # noqa: E402
 
 AUTHORS_FORMS = {
     "input_norm": False,
@@ -53,14 +54,7 @@ AUTHORS_FORMS = {
     "layer_norm_eps": 1e-5,
     "mince_temperature": 1 / 0.3,
 }
-PRESET = os.path.join(
-    os.path.dirname(os.path.abspath(__file__)),
-    "..",
-    "recbole_ssl",
-    "properties",
-    "presets",
-    "MMInfoRec-paper.yaml",
-)
+PRESET = str(PRESETS_DIR / "MMInfoRec-paper.yaml")
 
 
 def transformer_layers(theirs, prefix, ours_prefix, n_layers):
@@ -68,16 +62,13 @@ def transformer_layers(theirs, prefix, ours_prefix, n_layers):
     out = {}
     for i in range(n_layers):
         t, o = f"{prefix}.layers.{i}.", f"{ours_prefix}.layer.{i}."
-        weight = theirs[t + "self_attn.in_proj_weight"]
-        bias = theirs[t + "self_attn.in_proj_bias"]
-        for j, name in enumerate(("query", "key", "value")):
-            part = weight.size(0) // 3
-            out[o + f"multi_head_attention.{name}.weight"] = weight[
-                j * part : (j + 1) * part
-            ]
-            out[o + f"multi_head_attention.{name}.bias"] = bias[
-                j * part : (j + 1) * part
-            ]
+        weights = theirs[t + "self_attn.in_proj_weight"].chunk(3)
+        biases = theirs[t + "self_attn.in_proj_bias"].chunk(3)
+        for name, weight, bias in zip(
+            ("query", "key", "value"), weights, biases, strict=True
+        ):
+            out[o + f"multi_head_attention.{name}.weight"] = weight
+            out[o + f"multi_head_attention.{name}.bias"] = bias
         pairs = (
             ("self_attn.out_proj", "multi_head_attention.dense"),
             ("norm1", "multi_head_attention.LayerNorm"),
@@ -93,6 +84,12 @@ def transformer_layers(theirs, prefix, ours_prefix, n_layers):
 
 def rows_by_token(tokens):
     """Their row of each of this plugin's ids (``tokens``: RecBole's, by id)."""
+    for token in tokens[1:]:
+        if not str(token).isdigit():
+            sys.exit(
+                f"--dataset: token {token!r} is not one of their ids: not the data "
+                "of their data/Beauty.txt"
+            )
     return [0] + [int(token) for token in tokens[1:]]
 
 

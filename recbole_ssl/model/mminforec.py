@@ -147,8 +147,9 @@ class MMInfoRec(SASRec):
           (cosine, 0.3) peaked at validation NDCG@20 0.0279 after 29 epochs; with 0.1
           it was 0.0280 after 3 and 0.0415 after 21.
         * The memory's MLP is Linear-ReLU-Linear (the paper says MLP only); the
-          authors' is one Linear (``mb_fc``): ``memory_mlp_layers: 1``. Their dropout on ``z_hat`` (``mb_dp``
-          0.2) is ``memory_dropout_prob`` here (0 by default, 0.2 in the preset).
+          authors' is one Linear (``mb_fc``): ``memory_mlp_layers: 1``. Their dropout
+          on ``z_hat`` (``mb_dp`` 0.2) is ``memory_dropout_prob`` here (0 by default,
+          0.2 in the preset).
         * ``g_ap`` is a GRU cell started from the context: ``c_(t+1) =
           GRU(z_hat_(t+1), c_t)``. Eq. 4 writes ``g_ap(z_hat_(t+1))`` alone, and the
           authors' GRU starts from a zero state (``init_hidden``) with ``z_hat`` as
