@@ -19,6 +19,7 @@ the working directory.
 """
 
 import difflib
+import warnings
 
 import torch
 from recbole.config import Config as RecBoleConfig
@@ -39,6 +40,16 @@ POSITIVE_INTEGERS = (
     "eval_step",
 )
 NEGATIVES_FORM = "\"{'distribution': 'uniform', 'sample_num': 1}\""
+
+
+def flush_denormal(on):
+    """``torch.set_flush_denormal(on)``, with a warning where the CPU cannot flush
+    (torch supports it on x86 with SSE3 only)."""
+    if not torch.set_flush_denormal(on) and on:
+        warnings.warn(
+            "flush_denormal: this CPU cannot flush subnormal floats; they stay as they are",
+            stacklevel=2,
+        )
 
 
 class Config(RecBoleConfig):
@@ -193,9 +204,11 @@ class Config(RecBoleConfig):
 
         RecBole 1.2.1 picks the device from ``gpu_id`` and CUDA alone (``use_gpu`` only
         labels its logs) and hard-codes nccl and ``cuda:<rank>`` for distributed runs;
-        on a CUDA machine with ``use_gpu`` its code runs unchanged.
+        on a CUDA machine with ``use_gpu`` its code runs unchanged. ``flush_denormal``
+        sets how this process's CPU computes subnormal floats.
         """
         cfg = self.final_config_dict
+        flush_denormal(bool(cfg.get("flush_denormal")))
         if "local_rank" not in cfg:
             super()._init_device()
             if not cfg["use_gpu"]:

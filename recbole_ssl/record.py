@@ -44,7 +44,8 @@ FORMAT = "recbole-ssl run record"
 VERSION = 1
 STATUSES = ("running", "finished", "failed", "interrupted")
 
-# keys that say where outputs go or how a run is displayed: not part of a setting
+# keys that say where outputs go, how a run is displayed, or how its CPU computes
+# (flush_denormal: only values below 1.2e-38 change): not part of a setting
 NON_SETTING_KEYS = frozenset(
     {
         "seed",
@@ -57,6 +58,7 @@ NON_SETTING_KEYS = frozenset(
         "tensorboard_dir",
         "data_path",
         "show_progress",
+        "flush_denormal",
         "state",
         "local_rank",
         "ip",

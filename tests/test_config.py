@@ -132,6 +132,26 @@ def test_use_gpu_false_trains_on_the_cpu_where_cuda_is_there(tiny_config, monkey
     assert on_cpu["device"].type == "cpu"
 
 
+def test_flush_denormal_sets_how_the_cpu_computes_subnormals(tiny_config):
+    """flush_denormal: True computes a subnormal float (below 1.2e-38) as zero; False,
+    the default, keeps it. Every Config sets the mode for its process."""
+    import torch
+
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush subnormal floats")
+    torch.set_flush_denormal(False)
+    try:
+        tiny = torch.tensor([1e-39], dtype=torch.float32)
+        assert tiny.item() > 0
+        Config("SASRec", "tiny", config_dict=dict(tiny_config, flush_denormal=True))
+        assert (tiny * 1.0).item() == 0.0
+        torch.set_flush_denormal(True)  # a later Config's default turns it off
+        Config("SASRec", "tiny", config_dict=tiny_config)
+        assert (tiny * 1.0).item() > 0
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def test_nproc_on_cuda_needs_a_gpu_per_process(tiny_config, monkeypatch):
     import torch
 

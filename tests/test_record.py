@@ -144,11 +144,14 @@ def test_config_diff_ignores_values_equal_to_the_defaults(tiny_config):
     config = Config(
         "SASRec",
         "tiny",
-        config_dict=dict(tiny_config, learning_rate=0.001, n_layers=3, seed=5),
+        config_dict=dict(
+            tiny_config, learning_rate=0.001, n_layers=3, seed=5, flush_denormal=True
+        ),
     )
     diff = config_diff(config)
     assert "learning_rate" not in diff  # the YAML default, set again
     assert diff["n_layers"] == 3 and diff["seed"] == 5 and diff["epochs"] == 1
+    assert diff["flush_denormal"] is True  # in the record, not a setting of its own
     assert setting_of(diff) == {"n_layers": 3, "epochs": 1, "train_batch_size": 64}
 
 
