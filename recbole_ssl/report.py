@@ -53,6 +53,7 @@ from recbole_ssl.model_pages import (
     model_pages,
     params_section,
 )
+from recbole_ssl.paths import MODEL_DIR, PROPERTIES_DIR
 from recbole_ssl.record import PRESETS_DIR, load, setting_of, write_atomic
 
 PAPERS_FILE = Path(__file__).resolve().parent / "properties" / "papers.yaml"
@@ -154,17 +155,44 @@ def setting_key(record):
                 if k not in given or json.dumps(given[k]) != json.dumps(v)
             },
             # a preset key the run set back to its model's default: the setting
-            # omits it (it is a default), yet the run differs from the preset there
+            # omits it (it is a default), yet the run differs from the preset there;
+            # and a key the preset gained after the run: the run had its default
             **{
                 k: config[k]
                 for k, v in given.items()
                 if k in config and json.dumps(config[k]) != json.dumps(v)
+            },
+            **{
+                k: default
+                for k, v in given.items()
+                if "config" in record
+                and k not in config
+                and (default := model_default(record.get("model"), k)) is not _NONE
+                and json.dumps(default) != json.dumps(v)
             },
         }
     return json.dumps(setting, sort_keys=True)
 
 
 _PRESETS = {}
+_DEFAULTS = {}
+_NONE = object()
+
+
+def model_default(model, key):
+    """``key``'s default for the plugin's ``model`` (its YAML, else overall.yaml), or
+    ``_NONE``. A key is added with the default that keeps the model's behaviour, so a
+    recorded configuration without it ran with that default."""
+    if model not in _DEFAULTS:
+        values = {}
+        for path in (PROPERTIES_DIR / "overall.yaml", MODEL_DIR / f"{model}.yaml"):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    values.update(yaml.safe_load(f) or {})
+            except OSError:
+                pass
+        _DEFAULTS[model] = values
+    return _DEFAULTS[model].get(key, _NONE)
 
 
 def preset_values(name):

@@ -369,7 +369,7 @@ def preset_record(model, seed, value):
     preset = report.preset_values(f"{model}-paper")
     record = fake_record(model, seed, value, setting=dict(preset))
     record["presets"] = [f"{model}-paper"]
-    record["config"] = {"loss_type": preset.get("loss_type", "CE")}
+    record["config"] = {"loss_type": "CE", **preset}  # as recorded: every key
     return record
 
 
@@ -467,6 +467,24 @@ def test_a_preset_key_set_back_to_its_default_is_named():
     }
     record["config"] = dict(values)  # the preset itself: nothing more to name
     record["setting"] = {}
+    assert json.loads(report.setting_key(record)) == {"preset": "ICLRec-paper"}
+
+
+def test_a_preset_key_newer_than_the_run_counts_as_its_default():
+    """A preset that gains a key (MMInfoRec's input_norm False, the authors' form)
+    leaves the runs before it in a row of their own: their recorded configuration has
+    no such key, so they ran with the model's YAML default."""
+    values = dict(report.preset_values("ICLRec-paper"))
+    assert values["icl_similarity"] == "dot"  # ICLRec's YAML default: cos
+    record = fake_record("ICLRec", 1, 0.5, setting={})
+    record["presets"] = ["ICLRec-paper"]
+    record["config"] = {k: v for k, v in values.items() if k != "icl_similarity"}
+    assert json.loads(report.setting_key(record)) == {
+        "preset": "ICLRec-paper",
+        "icl_similarity": "cos",
+    }
+    record["config"] = {k: v for k, v in values.items() if k != "train_neg_num"}
+    # overall.yaml's default is the preset's value: nothing to name
     assert json.loads(report.setting_key(record)) == {"preset": "ICLRec-paper"}
 
 
