@@ -54,7 +54,13 @@ from recbole_ssl.model_pages import (
     params_section,
 )
 from recbole_ssl.paths import MODEL_DIR, PROPERTIES_DIR
-from recbole_ssl.record import PRESETS_DIR, load, setting_of, write_atomic
+from recbole_ssl.record import (
+    NON_SETTING_KEYS,
+    PRESETS_DIR,
+    load,
+    setting_of,
+    write_atomic,
+)
 
 PAPERS_FILE = Path(__file__).resolve().parent / "properties" / "papers.yaml"
 METRICS = ("hit@5", "hit@10", "hit@20", "ndcg@5", "ndcg@10", "ndcg@20")
@@ -196,7 +202,9 @@ def model_default(model, key):
 
 
 def preset_values(name):
-    """The keys of the shipped preset ``name`` ({} if it is gone)."""
+    """The setting keys of the shipped preset ``name`` ({} if it is gone): not those
+    that only say how a run executes (``NON_SETTING_KEYS``, e.g. ``flush_denormal``),
+    which no more decide a preset's row than a run's."""
     if name not in _PRESETS:
         path = os.path.join(PRESETS_DIR, f"{name}.yaml")
         try:
@@ -204,7 +212,7 @@ def preset_values(name):
                 _PRESETS[name] = yaml.safe_load(f) or {}
         except OSError:
             _PRESETS[name] = {}
-    return _PRESETS[name]
+    return {k: v for k, v in _PRESETS[name].items() if k not in NON_SETTING_KEYS}
 
 
 def paper_key(model, key):

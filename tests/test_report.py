@@ -488,6 +488,22 @@ def test_a_preset_key_newer_than_the_run_counts_as_its_default():
     assert json.loads(report.setting_key(record)) == {"preset": "ICLRec-paper"}
 
 
+def test_a_preset_s_execution_keys_do_not_decide_its_row(monkeypatch):
+    """A preset that turns on flush_denormal (how the CPU computes, not a setting)
+    still holds the runs made without it."""
+    values = dict(report.preset_values("ICLRec-paper"))
+    monkeypatch.setitem(
+        report._PRESETS, "ICLRec-paper", dict(values, flush_denormal=True)
+    )
+    assert "flush_denormal" not in report.preset_values("ICLRec-paper")
+    record = fake_record("ICLRec", 1, 0.5, setting={})
+    record["presets"] = ["ICLRec-paper"]
+    record["config"] = dict(values, flush_denormal=False)
+    assert json.loads(report.setting_key(record)) == {"preset": "ICLRec-paper"}
+    record["presets"] = []  # holding every (setting) value of the preset
+    assert json.loads(report.setting_key(record)) == {"preset": "ICLRec-paper"}
+
+
 def test_claims_read_the_presets_and_the_headline_under_ce():
     records = [fake_record("SASRec", s, 1.0 + s) for s in (1, 2, 3)]
     records += [fake_record("ICLRec", s, 1.0 + s) for s in (1, 2, 3)]
