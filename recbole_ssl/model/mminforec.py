@@ -131,17 +131,18 @@ class MMInfoRec(SASRec):
           feed-forward's hidden units between its two Linears (p 0.5 in the
           authors' scripts), RecBole's feed-forward does not
           (``feed_forward_dropout: True`` adds it, at ``hidden_dropout_prob`` in
-          ``g_ta`` and ``attribute_dropout_prob`` in ``g_enc``). With dropout off and
-          the authors' weights, the two compute the same to float rounding
-          (``benchmarks/mminforec_same_batch.py``, with ``input_norm: False`` and
-          ``memory_mlp_layers: 1``).
+          ``g_ta`` and ``attribute_dropout_prob`` in ``g_enc``; the preset sets it).
+          With dropout off and the authors' weights, the two compute the same to
+          float rounding (``benchmarks/mminforec_same_batch.py``, with ``input_norm:
+          False`` and ``memory_mlp_layers: 1``).
         * ``g_enc`` and ``g_ta`` start with a LayerNorm of their input (then
           dropout: ``attribute_dropout_prob``, ``hidden_dropout_prob``), as RecBole's
           SASRec; the authors' have none (``g_ta``'s input is ``dropout(z +
           position)``, ``g_enc``'s the raw tokens). ``input_norm: False`` drops both
-          LayerNorms and ``g_enc``'s input dropout, as theirs. Without them, on a
-          CPU, weights shrink into subnormal floats and epochs slow several-fold
-          (60 to 430 s on Beauty), as in the authors' code: ``flush_denormal: True``.
+          LayerNorms and ``g_enc``'s input dropout, as theirs (the preset). Without
+          them, on a CPU, weights shrink into subnormal floats and epochs slow
+          several-fold (60 to 430 s on Beauty), as in the authors' code:
+          ``flush_denormal: True`` (the preset sets it).
         * ``g_enc`` has its own dropout, ``attribute_dropout_prob`` (0.1). The paper
           gives 0.5 for ``g_ta`` only; the authors' ``attention_probs_dropout_prob``
           (0.5 in their scripts) is the dropout of their ``g_enc`` layers as well. Its
@@ -149,9 +150,9 @@ class MMInfoRec(SASRec):
           (cosine, 0.3) peaked at validation NDCG@20 0.0279 after 29 epochs; with 0.1
           it was 0.0280 after 3 and 0.0415 after 21.
         * The memory's MLP is Linear-ReLU-Linear (the paper says MLP only); the
-          authors' is one Linear (``mb_fc``): ``memory_mlp_layers: 1``. Their dropout
-          on ``z_hat`` (``mb_dp`` 0.2) is ``memory_dropout_prob`` here (0 by default,
-          0.2 in the preset).
+          authors' is one Linear (``mb_fc``): ``memory_mlp_layers: 1`` (the preset).
+          Their dropout on ``z_hat`` (``mb_dp`` 0.2) is ``memory_dropout_prob`` here
+          (0 by default, 0.2 in the preset).
         * ``g_ap`` is a GRU cell started from the context: ``c_(t+1) =
           GRU(z_hat_(t+1), c_t)``. Eq. 4 writes ``g_ap(z_hat_(t+1))`` alone, and the
           authors' GRU starts from a zero state (``init_hidden``) with ``z_hat`` as
