@@ -206,10 +206,11 @@ def class_docstring(model):
 
 def docstring_section(model):
     """``model``'s class docstring as markdown: ````code```` and ``:role:`name```
-    become ```code```, the indented NOTE bullets become a markdown list."""
-    lines = []
-    for line in class_docstring(model).splitlines():
-        line = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", line)
-        line = re.sub(r"``(.+?)``", r"`\1`", line)
-        lines.append(line[4:] if line.startswith("    ") else line)
+    become ```code``` (also where a span runs onto the next line), the indented NOTE
+    bullets become a markdown list."""
+    text = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", class_docstring(model))
+    text = re.sub(r"``(.+?)``", r"`\1`", text, flags=re.S)
+    lines = [
+        line[4:] if line.startswith("    ") else line for line in text.splitlines()
+    ]
     return "\n".join(lines)

@@ -119,6 +119,15 @@ def test_params_table_by_hand(tmp_path, monkeypatch):
         model_pages.params_section("Toy")
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_no_rst_double_backquote_is_left_in_a_model_page(model):
+    """A ````code```` span that runs onto the next line of the docstring is still one
+    markdown span (it had left a stray ````` in MMInfoRec's page)."""
+    from recbole_ssl.model_pages import docstring_section
+
+    assert "``" not in docstring_section(model)
+
+
 def test_docstring_section_turns_rst_into_markdown():
     from recbole_ssl.model_pages import class_docstring, docstring_section
 
