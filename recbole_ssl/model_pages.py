@@ -117,6 +117,15 @@ def _overall_defaults():
     return defaults
 
 
+@functools.lru_cache(maxsize=None)
+def model_defaults(model):
+    """Every default a run of the plugin's ``model`` starts from: its YAML's over
+    :func:`_overall_defaults` (those alone for a model without a YAML)."""
+    path = MODEL_DIR / f"{model}.yaml"
+    own = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return {**_overall_defaults(), **(own or {})}
+
+
 def _cell(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 

@@ -50,10 +50,10 @@ import yaml
 from recbole_ssl.model_pages import (
     ModelPageError,
     docstring_section,
+    model_defaults,
     model_pages,
     params_section,
 )
-from recbole_ssl.paths import MODEL_DIR, PROPERTIES_DIR
 from recbole_ssl.record import (
     NON_SETTING_KEYS,
     PRESETS_DIR,
@@ -164,41 +164,30 @@ def setting_key(record):
             # omits it (it is a default), yet the run differs from the preset there;
             # and a key the preset gained after the run: the run had its default
             **{
-                k: config[k]
+                k: ran
                 for k, v in given.items()
-                if k in config and json.dumps(config[k]) != json.dumps(v)
-            },
-            **{
-                k: default
-                for k, v in given.items()
-                if "config" in record
-                and k not in config
-                and (default := model_default(record.get("model"), k)) is not _NONE
-                and json.dumps(default) != json.dumps(v)
+                if (ran := _ran_with(record, config, k)) is not _NONE
+                and json.dumps(ran) != json.dumps(v)
             },
         }
     return json.dumps(setting, sort_keys=True)
 
 
 _PRESETS = {}
-_DEFAULTS = {}
 _NONE = object()
 
 
-def model_default(model, key):
-    """``key``'s default for the plugin's ``model`` (its YAML, else overall.yaml), or
-    ``_NONE``. A key is added with the default that keeps the model's behaviour, so a
-    recorded configuration without it ran with that default."""
-    if model not in _DEFAULTS:
-        values = {}
-        for path in (PROPERTIES_DIR / "overall.yaml", MODEL_DIR / f"{model}.yaml"):
-            try:
-                with open(path, encoding="utf-8") as f:
-                    values.update(yaml.safe_load(f) or {})
-            except OSError:
-                pass
-        _DEFAULTS[model] = values
-    return _DEFAULTS[model].get(key, _NONE)
+def _ran_with(record, config, key):
+    """``key``'s value in the run of ``record`` (``config``: its recorded
+    configuration, else its setting), or ``_NONE`` where that is not known. A full
+    recorded configuration without the key is from before the key existed; a key is
+    added with the default that keeps the model's behaviour, so the run had that
+    default (:func:`recbole_ssl.model_pages.model_defaults`)."""
+    if key in config:
+        return config[key]
+    if "config" not in record:
+        return _NONE
+    return model_defaults(record.get("model")).get(key, _NONE)
 
 
 def preset_values(name):
