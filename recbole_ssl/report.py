@@ -701,6 +701,87 @@ def claims_summary(words):
     return " ".join(sentences)
 
 
+# ---------------------------------------------------------------- variants
+
+VARIANT_METRIC = "ndcg@20"
+
+
+def variant_reference(row, rows):
+    """The row a variant is measured against: its model's defaults, or, for a
+    variant of a paper preset, that preset's own row. None for those rows themselves
+    and where the reference was not run."""
+    base = {"preset": row.setting["preset"]} if "preset" in row.setting else {}
+    if row.setting == base:
+        return None
+    for other in rows:
+        if other.model == row.model and other.setting == base:
+            return other
+    return None
+
+
+def variant_verdict(row, reference, metric=VARIANT_METRIC):
+    """``(difference, p, word)`` of a variant against its reference on ``metric``:
+    ahead or behind with p < 0.05, a tie with p >= 0.05, untested below two seeds
+    on either side (or with no spread at all)."""
+    mine, theirs = row.values(metric), reference.values(metric)
+    if not mine or not theirs:
+        return None, None, "untested (no figure)"
+    difference = (sum(mine) / len(mine)) / (sum(theirs) / len(theirs)) - 1
+    p = welch_p(mine, theirs)
+    if p is None:
+        return difference, None, "untested (one seed)"
+    if p >= SIGNIFICANCE:
+        return difference, p, "tie"
+    return difference, p, "ahead" if difference > 0 else "behind"
+
+
+def variants_section(rows):
+    """Every variant row against its model's defaults (or its preset's own row), so
+    that what the findings say about a variant is a tested figure, not a reading of
+    one seed."""
+    label = VARIANT_METRIC.replace("ndcg", "NDCG")
+    lines = [
+        f"| model | setting | against | seeds | {label} | against's | difference "
+        "| p | verdict |",
+        "|---|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        reference = variant_reference(row, rows)
+        if reference is None:
+            continue
+        difference, p, word = variant_verdict(row, reference)
+        against = describe_setting(reference.setting)
+        if reference.paper_model != row.paper_model:
+            against = f"{reference.paper_model} {against}"
+        marks = ("†" if row.cut_off else "") + ("‡" if row.transcribed else "")
+        lines.append(
+            table_row(
+                [
+                    row.paper_model,
+                    describe_setting(row.setting) + marks,
+                    against,
+                    f"{len(row.values(VARIANT_METRIC))} / "
+                    f"{len(reference.values(VARIANT_METRIC))}",
+                    fmt(row.mean_std(VARIANT_METRIC)[0]),
+                    fmt(reference.mean_std(VARIANT_METRIC)[0]),
+                    "" if difference is None else _pct(difference),
+                    "" if p is None else f"{p:.2g}",
+                    word,
+                ]
+            )
+        )
+    lines += [
+        "",
+        f"Each row of the results table that changes keys of its model's defaults (or "
+        f"of a paper preset) against the defaults' row (or the preset's own row), on "
+        f"the mean test {label} over seeds. Seeds: the variant's / the reference's. "
+        f"p: two-sided Welch t-test. Verdict: ahead or behind with p < "
+        f"{SIGNIFICANCE}, tie with p >= {SIGNIFICANCE}, untested below two seeds on "
+        f"either side. Marks as in the results table.",
+    ]
+    return "\n".join(lines)
+
+
 def _compared_setting(record):
     """Whether a record's setting is one the groups compare: the model's defaults
     (CE) or its own paper preset, nothing else changed."""
@@ -1356,6 +1437,8 @@ def render(
     )
     if data["groups"] or BEGIN.format("groups") in old:
         sections["groups"] = groups_section(records)
+    if any(variant_reference(r, rows) for r in rows) or BEGIN.format("variants") in old:
+        sections["variants"] = variants_section(rows)
     if not old:
         old = f"# Results on {dataset}\n"
     pages = OrderedDict([(page_path, replace_sections(old, sections, page_path))])

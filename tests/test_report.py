@@ -726,3 +726,67 @@ def test_every_claim_note_is_the_note_listed_under_its_number():
     for model, notes in by_model.items():
         for source, number in notes:
             assert listed[int(number)] == (model, source)
+
+
+def test_each_variant_is_tested_against_its_model_s_defaults_or_its_preset(tmp_path):
+    records = [fake_record("ICLRec", s, v) for s, v in ((1, 1.0), (2, 2.0), (3, 3.0))]
+    layer = {"n_layers": 1}
+    records += [fake_record("ICLRec", s, v, setting=layer) for s, v in ((1, 4.0), (2, 5.0), (3, 6.0))]  # fmt: skip
+    records += [fake_record("ICLRec", 1, 0.5, setting={"icl_weight": 0.5})]
+    records += [fake_record("S3Rec", s, v) for s, v in ((1, 2.0), (2, 2.2))]
+    isp = {"item_attribute": None}
+    records += [fake_record("S3Rec", s, v, setting=isp) for s, v in ((1, 1.0), (2, 1.1))]  # fmt: skip
+    records += [preset_record("SASRec", s, v) for s, v in ((1, 0.1), (2, 0.2))]
+    heads = [preset_record("SASRec", s, v) for s, v in ((1, 0.15), (2, 0.25))]
+    for record in heads:
+        record["setting"] = dict(record["setting"], n_heads=1)
+    records += heads
+    # a SASRec defaults row with other numbers: a preset variant must not meet it
+    records += [fake_record("SASRec", s, 9.0 + s) for s in (1, 2)]
+    for i, record in enumerate(records):
+        record["_path"] = f"{i}.json"
+    rows = report.build_rows(records)
+    table = report.variants_section(rows).splitlines()
+    lines = {line.split(" | ")[1]: line for line in table if line.startswith("| ")}
+    # the references themselves are no variants
+    assert set(lines) == {
+        "setting",
+        "n_layers=1",
+        "icl_weight=0.5",
+        "item_attribute=None",
+        "preset SASRec-paper, n_heads=1",
+    }
+    # R: t.test(c(4, 5, 6), c(1, 2, 3)): p-value = 0.02131; the means 5 and 2
+    assert lines["n_layers=1"] == (
+        "| ICLRec | n_layers=1 | defaults | 3 / 3 | 5.0000 | 2.0000 | +150.0% "
+        "| 0.021 | ahead |"
+    )
+    assert lines["icl_weight=0.5"].endswith("| 1 / 3 | 0.5000 | 2.0000 | -75.0% |  | untested (one seed) |")  # fmt: skip
+    # by hand: t = -1.05 / sqrt(0.005 / 2 + 0.02 / 2) = -9.3915, Welch's df = 1.4706;
+    # p = I_{df / (df + t^2)}(df / 2, 1 / 2) = 0.027375 (mpmath.betainc)
+    assert report.welch_p([1.0, 1.1], [2.0, 2.2]) == pytest.approx(0.027375, abs=5e-6)
+    assert lines["item_attribute=None"] == (
+        "| S3Rec_ISP | item_attribute=None | S3Rec defaults | 2 / 2 | 1.0500 | 2.1000 "
+        "| -50.0% | 0.027 | behind |"
+    )
+    # against the preset's own row, not SASRec's defaults (10 and 11: "behind"); by
+    # hand: t = 0.05 / sqrt(0.005) = 0.7071, df = 2, p = 0.55279 (mpmath.betainc)
+    assert report.welch_p([0.15, 0.25], [0.1, 0.2]) == pytest.approx(0.55279, abs=5e-6)
+    assert lines["preset SASRec-paper, n_heads=1"] == (
+        "| SASRec | preset SASRec-paper, n_heads=1 | preset SASRec-paper | 2 / 2 "
+        "| 0.2000 | 0.1500 | +33.3% | 0.55 | tie |"
+    )
+    # the page gets the section between the claims and the rest
+    write_records(tmp_path / "runs", records)
+    pages, _ = report.render("toy", str(tmp_path / "runs"), str(tmp_path))
+    (text,) = pages.values()
+    assert "| ICLRec | n_layers=1 | defaults | 3 / 3 |" in text
+    assert text.index("report:begin claims") < text.index("report:begin variants")
+
+
+def test_a_page_without_variants_gets_no_variants_section(tmp_path):
+    records = [fake_record(m, s, 0.05) for m in ("SASRec", "ICLRec") for s in (1, 2)]
+    write_records(tmp_path / "runs", records)
+    pages, _ = report.render("toy", str(tmp_path / "runs"), str(tmp_path))
+    (text,) = pages.values()
+    assert "report:begin claims" in text and "report:begin variants" not in text
