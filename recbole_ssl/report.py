@@ -706,17 +706,28 @@ def claims_summary(words):
 VARIANT_METRIC = "ndcg@20"
 
 
-def variant_reference(row, rows):
-    """The row a variant is measured against: its model's defaults, or, for a
-    variant of a paper preset, that preset's own row. None for those rows themselves
-    and where the reference was not run."""
+def variant_references(row, rows):
+    """The rows a variant is measured against: its model's defaults (for a variant
+    of a paper preset, that preset's own row) and, where another variant's setting
+    is contained in its own, the closest such (ICLRec's one layer with the authors'
+    augmentation ratios against those ratios with the default two). Empty for the
+    defaults and presets themselves."""
     base = {"preset": row.setting["preset"]} if "preset" in row.setting else {}
     if row.setting == base:
-        return None
-    for other in rows:
-        if other.model == row.model and other.setting == base:
-            return other
-    return None
+        return []
+    same = [o for o in rows if o.model == row.model and o is not row]
+    references = [o for o in same if o.setting == base]
+    parents = [
+        o
+        for o in same
+        if o.setting != base
+        and all(k in o.setting and o.setting[k] == v for k, v in base.items())
+        and len(o.setting) < len(row.setting)
+        and all(k in row.setting and row.setting[k] == v for k, v in o.setting.items())
+    ]
+    if parents:
+        references.append(max(parents, key=lambda o: (len(o.setting), len(o.records))))
+    return references
 
 
 def variant_verdict(row, reference, metric=VARIANT_METRIC):
@@ -746,35 +757,35 @@ def variants_section(rows):
         "|---|---|---|---|---:|---:|---:|---:|---|",
     ]
     for row in rows:
-        reference = variant_reference(row, rows)
-        if reference is None:
-            continue
-        difference, p, word = variant_verdict(row, reference)
-        against = describe_setting(reference.setting)
-        if reference.paper_model != row.paper_model:
-            against = f"{reference.paper_model} {against}"
-        marks = ("†" if row.cut_off else "") + ("‡" if row.transcribed else "")
-        lines.append(
-            table_row(
-                [
-                    row.paper_model,
-                    describe_setting(row.setting) + marks,
-                    against,
-                    f"{len(row.values(VARIANT_METRIC))} / "
-                    f"{len(reference.values(VARIANT_METRIC))}",
-                    fmt(row.mean_std(VARIANT_METRIC)[0]),
-                    fmt(reference.mean_std(VARIANT_METRIC)[0]),
-                    "" if difference is None else _pct(difference),
-                    "" if p is None else f"{p:.2g}",
-                    word,
-                ]
+        for reference in variant_references(row, rows):
+            difference, p, word = variant_verdict(row, reference)
+            against = describe_setting(reference.setting)
+            if reference.paper_model != row.paper_model:
+                against = f"{reference.paper_model} {against}"
+            marks = ("†" if row.cut_off else "") + ("‡" if row.transcribed else "")
+            lines.append(
+                table_row(
+                    [
+                        row.paper_model,
+                        describe_setting(row.setting) + marks,
+                        against,
+                        f"{len(row.values(VARIANT_METRIC))} / "
+                        f"{len(reference.values(VARIANT_METRIC))}",
+                        fmt(row.mean_std(VARIANT_METRIC)[0]),
+                        fmt(reference.mean_std(VARIANT_METRIC)[0]),
+                        "" if difference is None else _pct(difference),
+                        "" if p is None else f"{p:.2g}",
+                        word,
+                    ]
+                )
             )
-        )
     lines += [
         "",
         f"Each row of the results table that changes keys of its model's defaults (or "
-        f"of a paper preset) against the defaults' row (or the preset's own row), on "
-        f"the mean test {label} over seeds. Seeds: the variant's / the reference's. "
+        f"of a paper preset) against the defaults' row (or the preset's own row) and, "
+        f"where another row's changes are a part of its own, against the closest such "
+        f"row, on the mean test {label} over seeds. Seeds: the variant's / the "
+        f"reference's. "
         f"p: two-sided Welch t-test. Verdict: ahead or behind with p < "
         f"{SIGNIFICANCE}, tie with p >= {SIGNIFICANCE}, untested below two seeds on "
         f"either side. Marks as in the results table.",
@@ -1437,7 +1448,10 @@ def render(
     )
     if data["groups"] or BEGIN.format("groups") in old:
         sections["groups"] = groups_section(records)
-    if any(variant_reference(r, rows) for r in rows) or BEGIN.format("variants") in old:
+    if (
+        any(variant_references(r, rows) for r in rows)
+        or BEGIN.format("variants") in old
+    ):
         sections["variants"] = variants_section(rows)
     if not old:
         old = f"# Results on {dataset}\n"

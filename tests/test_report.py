@@ -733,6 +733,9 @@ def test_each_variant_is_tested_against_its_model_s_defaults_or_its_preset(tmp_p
     layer = {"n_layers": 1}
     records += [fake_record("ICLRec", s, v, setting=layer) for s, v in ((1, 4.0), (2, 5.0), (3, 6.0))]  # fmt: skip
     records += [fake_record("ICLRec", 1, 0.5, setting={"icl_weight": 0.5})]
+    # one layer more changed: against the defaults and against its closest part
+    both = {"n_layers": 1, "crop_ratio": 0.2}
+    records += [fake_record("ICLRec", s, v, setting=both) for s, v in ((1, 2.0), (2, 2.2))]  # fmt: skip
     records += [fake_record("S3Rec", s, v) for s, v in ((1, 2.0), (2, 2.2))]
     isp = {"item_attribute": None}
     records += [fake_record("S3Rec", s, v, setting=isp) for s, v in ((1, 1.0), (2, 1.1))]  # fmt: skip
@@ -747,15 +750,35 @@ def test_each_variant_is_tested_against_its_model_s_defaults_or_its_preset(tmp_p
         record["_path"] = f"{i}.json"
     rows = report.build_rows(records)
     table = report.variants_section(rows).splitlines()
-    lines = {line.split(" | ")[1]: line for line in table if line.startswith("| ")}
+    lines = {}
+    for line in table:
+        if line.startswith("| "):
+            lines.setdefault(line.split(" | ")[1], []).append(line)
     # the references themselves are no variants
     assert set(lines) == {
         "setting",
+        "crop_ratio=0.2, n_layers=1",
         "n_layers=1",
         "icl_weight=0.5",
         "item_attribute=None",
         "preset SASRec-paper, n_heads=1",
     }
+    # by hand: 2.1 / 2 - 1 = +5%, 2.1 / 5 - 1 = -58%; t = 0.1 / sqrt(0.02 / 2 + 1 / 3)
+    # = 0.17066 and -2.9 / the same = -4.9493, Welch's df = 2.1180, p = 0.87941 and
+    # 0.034232 (mpmath.betainc, as below)
+    assert report.welch_p([2.0, 2.2], [1.0, 2.0, 3.0]) == pytest.approx(
+        0.87941, abs=5e-6
+    )
+    assert report.welch_p([2.0, 2.2], [4.0, 5.0, 6.0]) == pytest.approx(
+        0.034232, abs=5e-7
+    )
+    assert [line.split(" | ")[2:] for line in lines["crop_ratio=0.2, n_layers=1"]] == [
+        ["defaults", "2 / 3", "2.1000", "2.0000", "+5.0%", "0.88", "tie |"],
+        ["n_layers=1", "2 / 3", "2.1000", "5.0000", "-58.0%", "0.034", "behind |"],
+    ]
+    # one reference each for the others: a preset's variant never meets the defaults
+    assert [k for k, v in lines.items() if len(v) > 1] == ["crop_ratio=0.2, n_layers=1"]
+    lines = {k: v[0] for k, v in lines.items()}
     # R: t.test(c(4, 5, 6), c(1, 2, 3)): p-value = 0.02131; the means 5 and 2
     assert lines["n_layers=1"] == (
         "| ICLRec | n_layers=1 | defaults | 3 / 3 | 5.0000 | 2.0000 | +150.0% "
