@@ -737,19 +737,25 @@ def variant_verdict(row, reference, metric=VARIANT_METRIC):
     mine, theirs = row.values(metric), reference.values(metric)
     if not mine or not theirs:
         return None, None, "untested (no figure)"
-    difference = (sum(mine) / len(mine)) / (sum(theirs) / len(theirs)) - 1
+    mean, reference_mean = sum(mine) / len(mine), sum(theirs) / len(theirs)
+    difference = mean / reference_mean - 1 if reference_mean else None
     p = welch_p(mine, theirs)
     if p is None:
-        return difference, None, "untested (one seed)"
+        few = min(len(mine), len(theirs)) < 2
+        return (
+            difference,
+            None,
+            "untested (one seed)" if few else "untested (no spread)",
+        )
     if p >= SIGNIFICANCE:
         return difference, p, "tie"
     return difference, p, "ahead" if difference > 0 else "behind"
 
 
 def variants_section(rows):
-    """Every variant row against its model's defaults (or its preset's own row), so
-    that what the findings say about a variant is a tested figure, not a reading of
-    one seed."""
+    """Every variant row against the rows :func:`variant_references` names, so that
+    what the findings say about a variant is a tested figure, not a reading of one
+    seed."""
     label = VARIANT_METRIC.replace("ndcg", "NDCG")
     lines = [
         f"| model | setting | against | seeds | {label} | against's | difference "

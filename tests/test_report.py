@@ -733,6 +733,10 @@ def test_each_variant_is_tested_against_its_model_s_defaults_or_its_preset(tmp_p
     layer = {"n_layers": 1}
     records += [fake_record("ICLRec", s, v, setting=layer) for s, v in ((1, 4.0), (2, 5.0), (3, 6.0))]  # fmt: skip
     records += [fake_record("ICLRec", 1, 0.5, setting={"icl_weight": 0.5})]
+    # equal figures on both sides: no p, and not for want of seeds
+    drop = {"hidden_dropout_prob": 0.3}
+    records += [fake_record("SASRec", s, 0.5, setting=drop) for s in (1, 2)]
+    records += [fake_record("SASRec", s, 0.5, setting=dict(drop, n_heads=1)) for s in (1, 2)]  # fmt: skip
     # one layer more changed: against the defaults and against its closest part
     both = {"n_layers": 1, "crop_ratio": 0.2}
     records += [fake_record("ICLRec", s, v, setting=both) for s, v in ((1, 2.0), (2, 2.2))]  # fmt: skip
@@ -754,9 +758,13 @@ def test_each_variant_is_tested_against_its_model_s_defaults_or_its_preset(tmp_p
     for line in table:
         if line.startswith("| "):
             lines.setdefault(line.split(" | ")[1], []).append(line)
+    assert lines.pop("hidden_dropout_prob=0.3, n_heads=1")[1].endswith(
+        "| 2 / 2 | 0.5000 | 0.5000 | +0.0% |  | untested (no spread) |"
+    )
     # the references themselves are no variants
     assert set(lines) == {
         "setting",
+        "hidden_dropout_prob=0.3",
         "crop_ratio=0.2, n_layers=1",
         "n_layers=1",
         "icl_weight=0.5",
