@@ -69,7 +69,7 @@ class CL4SRec(SASRec):
           gradient of the next-item term on the encoder at initialisation on Beauty
           (32 times with ``last``; benchmarks/contrastive_gradients.py), and it held the
           next-item loss near its uniform level for many epochs (validation NDCG@20
-          0.036 after 18 epochs, where SASRec reaches it after 4;
+          0.036 after 18 epochs, where SASRec reaches it after 4; one seed each;
           results/amazon-beauty.md).
           Cosine with 0.2 puts both terms on the same scale. ``cl_similarity: dot``
           and ``cl_temperature: 1.0`` restore the papers' setting.
