@@ -264,6 +264,11 @@ class Row:
     def cut_off(self):
         return any(r["status"] != "finished" for r in self.records)
 
+    @property
+    def marks(self):
+        """The table's marks: † a run cut off, ‡ a run transcribed."""
+        return ("†" if self.cut_off else "") + ("‡" if self.transcribed else "")
+
     def values(self, metric):
         return [r["test"][metric] for r in self.records if metric in r["test"]]
 
@@ -443,10 +448,9 @@ def results_section(rows, papers, dataset, page_dir, only=None):
     for row in rows:
         if only is not None and row.model != only:
             continue
-        marks = ("†" if row.cut_off else "") + ("‡" if row.transcribed else "")
         cells = [
             f"**{row.paper_model}**" if row.headline else row.paper_model,
-            describe_setting(row.setting) + marks,
+            describe_setting(row.setting) + row.marks,
             _slash(r["seed"] for r in row.records),
         ]
         cells += [fmt_mean_std(*row.mean_std(m)) for m in METRICS]
@@ -717,13 +721,17 @@ def variant_references(row, rows):
         return []
     same = [o for o in rows if o.model == row.model and o is not row]
     references = [o for o in same if o.setting == base]
+
+    def holds(setting, part):
+        return all(k in setting and setting[k] == v for k, v in part.items())
+
     parents = [
         o
         for o in same
         if o.setting != base
-        and all(k in o.setting and o.setting[k] == v for k, v in base.items())
+        and holds(o.setting, base)
         and len(o.setting) < len(row.setting)
-        and all(k in row.setting and row.setting[k] == v for k, v in o.setting.items())
+        and holds(row.setting, o.setting)
     ]
     if parents:
         references.append(max(parents, key=lambda o: (len(o.setting), len(o.records))))
@@ -737,7 +745,7 @@ def variant_verdict(row, reference, metric=VARIANT_METRIC):
     mine, theirs = row.values(metric), reference.values(metric)
     if not mine or not theirs:
         return None, None, "untested (no figure)"
-    mean, reference_mean = sum(mine) / len(mine), sum(theirs) / len(theirs)
+    mean, reference_mean = row.mean_std(metric)[0], reference.mean_std(metric)[0]
     difference = mean / reference_mean - 1 if reference_mean else None
     p = welch_p(mine, theirs)
     if p is None:
@@ -768,12 +776,11 @@ def variants_section(rows):
             against = describe_setting(reference.setting)
             if reference.paper_model != row.paper_model:
                 against = f"{reference.paper_model} {against}"
-            marks = ("†" if row.cut_off else "") + ("‡" if row.transcribed else "")
             lines.append(
                 table_row(
                     [
                         row.paper_model,
-                        describe_setting(row.setting) + marks,
+                        describe_setting(row.setting) + row.marks,
                         against,
                         f"{len(row.values(VARIANT_METRIC))} / "
                         f"{len(reference.values(VARIANT_METRIC))}",
