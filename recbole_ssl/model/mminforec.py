@@ -85,8 +85,9 @@ class MMInfoRec(SASRec):
           first 60 batches keep the items apart (cosine 0.093); at 8, with the CE,
           full runs learn. ``mince_similarity: cos`` scores cosines
           instead (with ``mince_temperature`` 0.3, ``ce_temperature`` 0.1); on Beauty
-          it validated lower (NDCG@20 0.0775 after 23 epochs against 0.0800 for the
-          dot product after 28; one seed each) and ranked popular items higher, which
+          it validated lower (best NDCG@20 0.0762, after 16 epochs of the 18 it ran,
+          against 0.0800 for the dot product after 29; one seed each) and ranked
+          popular items higher, which
           cost it on the test split (``results/amazon-beauty.md``).
         * Recommendation ranks ``z_hat_(t+1) = g_m(c_t)``, not ``c_t`` as Sec. III-B6
           says: the authors' code ranks the memory read of the last context
@@ -147,7 +148,7 @@ class MMInfoRec(SASRec):
           gives 0.5 for ``g_ta`` only; the authors' ``attention_probs_dropout_prob``
           (0.5 in their scripts) is the dropout of their ``g_enc`` layers as well. Its
           LayerNorm and layers are separate from ``g_ta``'s. With 0.5 the Beauty run
-          (cosine, 0.3) peaked at validation NDCG@20 0.0279 after 29 epochs; with 0.1
+          (cosine, 0.3) peaked at validation NDCG@20 0.0279 after 30 epochs; with 0.1
           it was 0.0280 after 3 and 0.0415 after 21 (one seed each).
         * The memory's MLP is Linear-ReLU-Linear (the paper says MLP only); the
           authors' is one Linear (``mb_fc``): ``memory_mlp_layers: 1`` (the preset).
