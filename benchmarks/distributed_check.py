@@ -58,10 +58,13 @@ def fix_random_draws(model, batch):
         model.draw_cuts = lambda lengths: cuts[current["rows"]]
     if hasattr(model, "pretrain_draws"):  # S3-Rec's masks, segments and donors
         draws = model.pretrain_draws(
-            batch[model.ITEM_SEQ_LEN], batch[model.ITEM_SEQ].size(1), len(batch)
+            batch[model.ITEM_SEQ_LEN],
+            batch[model.ITEM_SEQ].size(1),
+            len(batch),
+            batch[model.USER_ID],
         )
 
-        def pretrain_draws(length, width, total_rows):
+        def pretrain_draws(length, width, total_rows, users=None):
             assert total_rows == len(batch)  # the donors index the global batch
             return {key: value[current["rows"]] for key, value in draws.items()}
 

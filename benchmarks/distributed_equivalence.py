@@ -33,6 +33,7 @@ CASES = [
     ("MMInfoRec", None, {"pred_step": 2}),
     ("MMInfoRec", None, {"multi_instance": False, "ce_weight": 0.0}),
     ("S3Rec", "pretrain", {}),
+    ("S3Rec", "pretrain", {"pretrain_loss_type": "BCE", "pretrain_reduction": "sum"}),
     ("S3Rec", "finetune", {}),
 ]
 

@@ -132,6 +132,15 @@ def global_mean(losses):
     return losses.mean()
 
 
+def global_sum(losses):
+    """The sum of every rank's ``losses``, scaled for DDP: each rank returns
+    ``sum(its terms) * world_size``, so DDP's average of the ranks' gradients is the
+    gradient of the sum over the global batch, the one-process objective.
+    ``losses.sum()`` outside a distributed run."""
+    group = process_group()
+    return losses.sum() if group is None else losses.sum() * group[1]
+
+
 def global_average(total, count):
     """``total / count`` for a loss that is this rank's sum of terms ``total`` divided
     by its own ``count`` (e.g. rows, when terms are per position): over every rank's

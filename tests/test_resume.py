@@ -90,6 +90,12 @@ CASES = {  # model, settings, where the run is killed (its last epoch: kill's + 
     # the slowest model here: killed in the second of two epochs
     "MMInfoRec": ("MMInfoRec", {"hidden_size": 32, "inner_size": 64}, ("train", 1)),
     "S3Rec-pretrain": ("S3Rec", {"pretrain_epochs": 3}, ("pretrain", 2)),
+    # MIP's sampled negatives: their sampler's state travels with the checkpoint
+    "S3Rec-pretrain-BCE": (
+        "S3Rec",
+        {"pretrain_epochs": 3, "pretrain_loss_type": "BCE"},
+        ("pretrain", 2),
+    ),
     "S3Rec-finetune": ("S3Rec", {"pretrain_epochs": 2}, ("finetune", 2)),
 }
 

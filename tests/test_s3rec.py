@@ -19,7 +19,12 @@ from conftest import (
 from recbole_ssl.config import Config
 from recbole_ssl.data.attributes import ItemAttributes
 from recbole_ssl.model import S3Rec
-from recbole_ssl.model.s3rec import PretrainBatch, append_item, info_nce
+from recbole_ssl.model.s3rec import (
+    PretrainBatch,
+    append_item,
+    info_nce,
+    sigmoid_margin,
+)
 from recbole_ssl.trainer import S3RecTrainer
 from recbole_ssl.utils import (
     ConfigError,
@@ -329,7 +334,8 @@ def test_mip_masks_each_item_with_probability_mask_ratio(tiny_config, mask_ratio
 
 
 def hand_made_batch(model):
-    """Two rows of items 1-6 with chosen masks and segments."""
+    """Two rows of items 1-6 with chosen masks and segments (and, for BCE, a
+    negative item at each position)."""
     t = model.mask_token
     sequence = torch.tensor([[1, 2, 3, 4, 0], [5, 6, 1, 0, 0]])
     length = torch.tensor([4, 3])
@@ -345,24 +351,42 @@ def hand_made_batch(model):
         pos_segment=torch.tensor([[t, 2, 3, t, 0], [5, t, t, 0, 0]]),
         neg_segment=torch.tensor([[t, 5, 6, t, 0], [3, t, t, 0, 0]]),
         has_segment=torch.tensor([True, True]),
+        negative=torch.tensor([[6, 5, 6, 1, 3], [2, 3, 4, 4, 1]]),
     )
 
 
-def reference_losses(model, batch, with_attributes=True):
+def reference_losses(model, batch, with_attributes=True, form="InfoNCE", sums=False):
     """The four objectives with one encoder call per row and Python loops.
 
-    Without attributes AAP and MAP come back as ``None`` (nothing to score).
+    ``form`` ``"BCE"``: the authors' code (models.py:96-160): binary cross-entropy
+    over every attribute, and ``-log sigmoid(sigmoid(f+) - sigmoid(f-))`` for MIP
+    (against the position's negative) and SP. ``sums``: each objective's terms
+    summed, not averaged. Without attributes AAP and MAP come back as ``None``
+    (nothing to score).
     """
 
     def encode(row):
         return model.encode_full(row[None], bidirectional=True)[0]  # [L, H]
 
     def nce(scores, positive_ids):
+        if form == "BCE":  # every attribute: -log p if the item has it, else -log(1-p)
+            p = torch.sigmoid(scores)
+            return -sum(
+                torch.log(p[j]) if j + 1 in positive_ids else torch.log(1 - p[j])
+                for j in range(len(scores))
+            )
         terms = []
         for p in positive_ids:
             negatives = [s for j, s in enumerate(scores) if j + 1 not in positive_ids]
             terms.append(-F.log_softmax(torch.stack([scores[p - 1], *negatives]), 0)[0])
         return torch.stack(terms).mean()
+
+    def pair(f_pos, f_neg):
+        if form == "BCE":
+            return -torch.log(
+                torch.sigmoid(torch.sigmoid(f_pos) - torch.sigmoid(f_neg))
+            )
+        return -F.logsigmoid(f_pos - f_neg)
 
     aap, mip, map_, sp = [], [], [], []
     for r in range(batch.sequence.size(0)):
@@ -374,9 +398,16 @@ def reference_losses(model, batch, with_attributes=True):
                 attributes = model.attribute_embedding.weight[1:]
                 ids = sorted({int(a) for a in model.attribute_table[item] if a > 0})
             if batch.item_mask[r, t]:
-                # Eq. 12: every real item a candidate (rows 1.., not padding)
-                logits = model.mip_linear(out[t]) @ model.item_weight[1:].t()
-                mip.append(-F.log_softmax(logits, 0)[item - 1])
+                if form == "BCE":  # the item against the position's negative
+                    negative = int(batch.negative[r, t])
+                    f = (
+                        model.mip_linear(out[t])
+                        @ model.item_weight[[item, negative]].t()
+                    )
+                    mip.append(pair(f[0], f[1]))
+                else:  # Eq. 12: every real item a candidate (rows 1.., not padding)
+                    logits = model.mip_linear(out[t]) @ model.item_weight[1:].t()
+                    mip.append(-F.log_softmax(logits, 0)[item - 1])
                 if ids:
                     map_.append(nce(model.map_linear(out[t]) @ attributes.t(), ids))
             elif ids:
@@ -387,10 +418,12 @@ def reference_losses(model, batch, with_attributes=True):
         neg = encode(batch.neg_segment[r])[last]
         f_pos = model.sp_linear(context) @ pos
         f_neg = model.sp_linear(context) @ neg
-        sp.append(-F.logsigmoid(f_pos - f_neg))
+        sp.append(pair(f_pos, f_neg))
 
     def weighted(weight, xs):
-        return weight * torch.stack(xs).mean() if xs else None
+        if not xs:
+            return None
+        return weight * (torch.stack(xs).sum() if sums else torch.stack(xs).mean())
 
     return (
         weighted(model.aap_weight, aap),
@@ -400,16 +433,60 @@ def reference_losses(model, batch, with_attributes=True):
     )
 
 
-def test_each_objective_equals_a_slow_reference(tiny_config):
-    _, model, train_data, _ = prepare(tiny_config)
+@pytest.mark.parametrize("form", ["InfoNCE", "BCE"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_each_objective_equals_a_slow_reference(tiny_config, form, reduction):
+    settings = dict(pretrain_loss_type=form, pretrain_reduction=reduction)
+    _, model, train_data, _ = prepare(dict(tiny_config, **settings))
     model.eval()  # no dropout: both computations see the same network
     batch = hand_made_batch(model)
     model.pretrain_batch = lambda interaction: batch
     losses = model.pretrain_loss(None)
-    expected = reference_losses(model, batch)
+    expected = reference_losses(model, batch, form=form, sums=reduction == "sum")
     for name, got, want in zip(losses._fields, losses, expected, strict=True):
         assert torch.allclose(got, want, atol=1e-5), name
     assert all(loss > 0 for loss in losses)
+
+
+def test_the_authors_mip_and_sp_are_bounded_by_their_sigmoids():
+    # -log sigmoid(sigmoid(a) - sigmoid(b)): the difference of two sigmoids lies in
+    # (-1, 1), so the loss stays between -log sigmoid(1) and -log sigmoid(-1)
+    big = torch.tensor([50.0, -50.0, 0.0])
+    loss = sigmoid_margin(big, -big)
+    assert torch.allclose(
+        loss,
+        torch.tensor([-math.log(1 / (1 + math.exp(-1))), 1.3133, math.log(2)]),
+        atol=1e-4,
+    )
+
+
+def test_bce_pretraining_draws_mip_negatives_the_user_never_had(tiny_config):
+    """With ``pretrain_loss_type: BCE`` every position of a real batch gets a negative:
+    a real item (never the padding id or the mask token) that the row's user has not
+    had in training; the draws repeat with the seed."""
+    _, model, train_data, _ = prepare(dict(tiny_config, pretrain_loss_type="BCE"))
+    interaction = next(iter(train_data))
+    first = model.pretrain_batch(interaction).negative
+    users = interaction[model.USER_ID][:, None].expand_as(first)
+    assert first.shape == interaction[model.ITEM_SEQ].shape
+    assert (first >= 1).all() and (first < model.n_items).all()
+    dataset = train_data._dataset
+    history = {}
+    feat = dataset.inter_feat
+    for user, seq, target in zip(
+        feat[model.USER_ID].tolist(),
+        feat[model.ITEM_SEQ].tolist(),
+        feat[model.POS_ITEM_ID].tolist(),
+        strict=True,
+    ):
+        history.setdefault(user, set()).update(seq + [target])
+    pairs = zip(users.flatten().tolist(), first.flatten().tolist(), strict=True)
+    for user, item in pairs:
+        assert item not in history[user]
+    _, again, _, _ = prepare(dict(tiny_config, pretrain_loss_type="BCE"))
+    assert torch.equal(again.pretrain_batch(interaction).negative, first)
+    infonce = prepare(tiny_config)[1]
+    assert infonce.pretrain_batch(interaction).negative is None
 
 
 def test_mip_never_scores_the_padding_row(tiny_config):
@@ -445,11 +522,12 @@ HEADS = {
 }
 
 
-def test_each_objective_trains_its_own_head(tiny_config):
+@pytest.mark.parametrize("form", ["InfoNCE", "BCE"])
+def test_each_objective_trains_its_own_head(tiny_config, form):
     """Each objective's gradient reaches its own bilinear ``W`` and no other head; the
     attribute embedding only from AAP and MAP, never its padding row 0; every
     objective trains the shared encoder and the mask token's embedding."""
-    _, model, _, _ = prepare(tiny_config)
+    _, model, _, _ = prepare(dict(tiny_config, pretrain_loss_type=form))
     batch = hand_made_batch(model)
     model.pretrain_batch = lambda interaction: batch
     model.set_stage("pretrain")
@@ -798,6 +876,8 @@ def test_s3rec_resolves_to_the_plugin(dataset):
         ("--train_stage=both", "train_stage must be one of ['pretrain_finetune'"),
         ("--train_stage=finetune", "train_stage 'finetune' needs pre_model_path"),
         ("--sp_weight=-1", "sp_weight must be a number >= 0, got -1"),
+        ("--pretrain_loss_type=NCE", "pretrain_loss_type must be one of ['InfoNCE'"),
+        ("--pretrain_reduction=max", "pretrain_reduction must be one of ['mean'"),
         (
             "--train_stage=finetune --pre_model_path=missing.pth",
             "pre_model_path: checkpoint file not found: missing.pth",

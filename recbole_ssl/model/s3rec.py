@@ -12,12 +12,16 @@ from recbole_ssl.data.attributes import (
     attribute_targets,
     load_item_attributes,
 )
-from recbole_ssl.distributed import gather_rows, global_mean
+from recbole_ssl.distributed import gather_rows, global_mean, global_sum
 from recbole_ssl.errors import check_choice, check_number
+from recbole_ssl.model.layers import take_rows
 from recbole_ssl.model.losses import cross_entropy
+from recbole_ssl.model.negatives import NegativeSampler
 from recbole_ssl.model.sasrec import SASRec
 
 STAGES = ("pretrain", "finetune")
+PRETRAIN_LOSS_TYPES = ("InfoNCE", "BCE")
+PRETRAIN_REDUCTIONS = ("mean", "sum")
 
 
 class S3RecPretrainLoss(NamedTuple):
@@ -40,6 +44,7 @@ class PretrainBatch(NamedTuple):
     pos_segment: torch.Tensor  # [B, L] only that segment, the rest masked
     neg_segment: torch.Tensor  # [B, L] another sequence's items in its place
     has_segment: torch.Tensor  # [B] bool, rows long enough for a segment (>= 2)
+    negative: torch.Tensor | None = None  # [B, L] BCE: a sampled item per position
 
 
 def append_item(item_seq, lengths, item):
@@ -57,20 +62,41 @@ def append_item(item_seq, lengths, item):
     return sequence, torch.clamp(lengths + 1, max=width)
 
 
-def info_nce(logits, positives):
+def info_nce(logits, positives, reduction="mean"):
     """InfoNCE for each positive of each row, against that row's negatives.
 
     ``logits`` ``[N, C]`` scores, ``positives`` ``[N, C]`` bool. For every positive
     ``p`` of row ``n``: ``-log(exp(s_p) / (exp(s_p) + sum over negatives exp(s)))``,
     the other positives of the row left out of the denominator. Returns the mean over
-    each row's positives, then over the rows that have one (0 if none has).
+    each row's positives, then over the rows that have one (0 if none has);
+    ``reduction="none"``: the per-row means of the rows that have one.
     """
     negatives = logits.masked_fill(positives, float("-inf"))
     neg_lse = torch.logsumexp(negatives, dim=1, keepdim=True)  # [N, 1]
     loss = torch.logaddexp(logits, neg_lse) - logits  # [N, C]
     count = positives.sum(1)
     per_row = (loss * positives).sum(1) / count.clamp(min=1)
+    if reduction == "none":
+        return per_row[count > 0]
     return global_mean(per_row[count > 0])  # every rank's rows with a positive
+
+
+def binary_cross_entropy(logits, positives):
+    """Per row, binary cross-entropy summed over its ``C`` candidates: each positive
+    ``-log sigmoid(s)``, each other ``-log(1 - sigmoid(s))`` (the authors' AAP and
+    MAP, ``nn.BCELoss`` on sigmoid scores). ``logits`` and ``positives`` ``[N, C]``;
+    returns ``[N]``, the rows with at least one positive only."""
+    loss = F.binary_cross_entropy_with_logits(
+        logits, positives.to(logits.dtype), reduction="none"
+    ).sum(1)
+    return loss[positives.any(1)]
+
+
+def sigmoid_margin(pos_score, neg_score):
+    """``-log sigmoid(sigmoid(s+) - sigmoid(s-))`` per pair (the authors' MIP and SP:
+    ``nn.BCELoss`` of the sigmoid of the difference of two sigmoid scores against 1).
+    Bounded: from ``-log sigmoid(1)`` (0.31) to ``-log sigmoid(-1)`` (1.31)."""
+    return -F.logsigmoid(torch.sigmoid(pos_score) - torch.sigmoid(neg_score))
 
 
 class S3Rec(SASRec):
@@ -110,6 +136,11 @@ class S3Rec(SASRec):
           item not in the sequence per masked position, datasets.py:39, 46), AAP's
           and MAP's all attributes the item does not have (Eqs. 10, 14; Eq. 10's
           text samples them), SP's the other sequence's segment (Eq. 16).
+          ``pretrain_loss_type: BCE`` gives the authors' forms instead: BCE over all
+          attributes (the item's real ones, as below) and, for MIP and SP,
+          ``-log sigmoid(sigmoid(f+) - sigmoid(f-))``, MIP against one item per
+          masked position, uniform over the items the row's user has not had in
+          training (theirs: not in the row's own sequence, possibly their mask id).
         * MIP's softmax runs over the real items only, rows ``1 .. n_items - 1`` of
           :attr:`item_weight` (Eq. 12's candidates are items; the authors' negative is
           never the padding id 0, utils.py:32-36). The Beauty S3-Rec runs on the
@@ -120,7 +151,7 @@ class S3Rec(SASRec):
           evaluation never ranks item 0.
         * Each objective is the mean over its scored positions (rows for SP); the
           authors sum over positions and attributes (models.py:107, 117, 123, 159),
-          so their weights act on sums.
+          so their weights act on sums: ``pretrain_reduction: sum``.
         * AAP uses the encoder output at the item's (unmasked) position, as the
           authors' code does (models.py:102-107); the paper's text (Eqs. 10-11) uses
           the item embedding.
@@ -195,6 +226,14 @@ class S3Rec(SASRec):
         self.mip_weight = config["mip_weight"]
         self.map_weight = config["map_weight"]
         self.sp_weight = config["sp_weight"]
+        self.pretrain_loss_type = config["pretrain_loss_type"]
+        self.pretrain_reduction = config["pretrain_reduction"]
+        self.pretrain_negatives = None  # MIP's sampled negatives, BCE only
+        if self.pretrain_loss_type == "BCE":
+            rank = config["local_rank"] if "local_rank" in config else 0
+            self.pretrain_negatives = NegativeSampler.from_dataset(
+                dataset, seed=(config["seed"] or 0) + (rank or 0)
+            )
         self.add_mask_token()
 
         self.attributes = load_item_attributes(
@@ -217,6 +256,12 @@ class S3Rec(SASRec):
         check_number("mask_ratio", config["mask_ratio"], 0, 1)
         for key in ("aap_weight", "mip_weight", "map_weight", "sp_weight"):
             check_number(key, config[key], 0)
+        check_choice(
+            "pretrain_loss_type", config["pretrain_loss_type"], PRETRAIN_LOSS_TYPES
+        )
+        check_choice(
+            "pretrain_reduction", config["pretrain_reduction"], PRETRAIN_REDUCTIONS
+        )
         attribute_fields(config["item_attribute"])
         check_choice(
             "train_stage",
@@ -229,20 +274,30 @@ class S3Rec(SASRec):
         """False for S3-Rec_ISP: AAP and MAP are off."""
         return self.attributes is not None
 
+    def random_generators(self):
+        """Beside the next-item loss's sampler, MIP's (``pretrain_loss_type: BCE``)."""
+        generators = super().random_generators()
+        if self.pretrain_negatives is not None:
+            generators["pretrain_negatives"] = self.pretrain_negatives
+        return generators
+
     def set_stage(self, stage):
         """``"pretrain"``: bidirectional, four objectives; ``"finetune"``: SASRec."""
         check_choice("stage", stage, STAGES)
         self.stage = stage
 
-    def pretrain_draws(self, length, width, total_rows):
+    def pretrain_draws(self, length, width, total_rows, users=None):
         """The random draws of one pretraining batch of ``width`` positions, per row
         (``length`` ``[B]``):
         which items are masked, the segment's length and start, the donor row of the
         negative segment (a shift in ``1 .. total_rows - 1`` from the row's own index
         among the ``total_rows`` rows of the global batch) and where the donor's items
-        start. Drawn in one fixed order from torch's generator."""
+        start. Drawn in one fixed order from torch's generator. With
+        ``pretrain_loss_type: BCE`` also ``negative``: for every position an item the
+        row's user (``users`` ``[B]``) has not had in training, MIP's negative where
+        the position is masked, from the sampler's own generator."""
         batch, device = length.size(0), length.device
-        return {
+        draws = {
             "mask": torch.rand(batch, width, device=device),
             "segment_length": torch.rand(batch, device=device),
             "segment_start": torch.rand(batch, device=device),
@@ -251,6 +306,11 @@ class S3Rec(SASRec):
             ),
             "donor_start": torch.rand(batch, device=device),
         }
+        if self.pretrain_negatives is not None:
+            per_position = users[:, None].expand(batch, width).reshape(-1)
+            negative = self.pretrain_negatives.sample(per_position, 1)
+            draws["negative"] = negative.view(batch, width)
+        return draws
 
     def pretrain_batch(self, interaction):
         """Masks, segments and negative segments for every row, on tensors.
@@ -270,7 +330,9 @@ class S3Rec(SASRec):
         all_sequence, offset = gather_rows(sequence)
         all_length, _ = gather_rows(length)
         total = all_sequence.size(0)
-        draws = self.pretrain_draws(length, width, total)
+        bce = self.pretrain_negatives is not None  # MIP's negatives need the users
+        users = interaction[self.USER_ID] if bce else None
+        draws = self.pretrain_draws(length, width, total, users)
 
         item_mask = (draws["mask"] < self.mask_ratio) & real
         item_mask[rows, length - 1] = True  # the last item is always masked
@@ -306,6 +368,7 @@ class S3Rec(SASRec):
             pos_segment,
             neg_segment,
             has_segment,
+            draws.get("negative"),
         )
 
     def attribute_logits(self, output, linear):
@@ -318,8 +381,28 @@ class S3Rec(SASRec):
             self.attribute_table, items, self.attributes.n_attributes
         )
 
+    def attribute_loss(self, output, items, linear):
+        """AAP's or MAP's loss: ``output`` ``[N, H]`` against the attributes of
+        ``items`` ``[N]``, the positions whose item has one (InfoNCE or BCE)."""
+        logits = self.attribute_logits(output, linear)
+        positives = self.attribute_targets(items)
+        if self.pretrain_loss_type == "BCE":
+            return self.reduce(binary_cross_entropy(logits, positives))
+        return self.reduce(info_nce(logits, positives, reduction="none"))
+
+    def reduce(self, terms):
+        """An objective's terms (per position or per row) as ``pretrain_reduction``
+        says: their mean or their sum (the authors' code) over the global batch."""
+        if self.pretrain_reduction == "sum":
+            return global_sum(terms)
+        return global_mean(terms)
+
     def pretrain_loss(self, interaction):
-        """The four weighted objectives of one batch (:class:`S3RecPretrainLoss`)."""
+        """The four weighted objectives of one batch (:class:`S3RecPretrainLoss`):
+        with ``pretrain_loss_type`` ``InfoNCE`` softmaxes over all items (MIP), all
+        attributes (AAP, MAP) and the two segments (SP); with ``BCE`` the authors'
+        forms: binary cross-entropy over all attributes, and for MIP (one sampled
+        item) and SP (the other segment) :func:`sigmoid_margin`."""
         batch = self.pretrain_batch(interaction)
         n = batch.sequence.size(0)
         output = self.encode(
@@ -338,33 +421,48 @@ class S3Rec(SASRec):
         summaries = self.gather_indexes(output[n:], last)  # [3B, H]
         context, pos_summary, neg_summary = summaries.split([n, n, n])
 
-        # MIP: masked position vs its item, every real item (not padding) a candidate
+        bce = self.pretrain_loss_type == "BCE"
+        # MIP: masked position vs its item; InfoNCE: every real item (not padding) a
+        # candidate; BCE: against the position's sampled item
         masked_output = item_output[batch.item_mask]  # [M, H]
         masked_items = batch.sequence[batch.item_mask]  # [M], ids >= 1
-        mip_logits = self.mip_linear(masked_output) @ self.item_weight[1:].t()
-        mip = cross_entropy(mip_logits, masked_items - 1)
+        projected = self.mip_linear(masked_output)
+        if bce:
+            negatives = batch.negative[batch.item_mask]  # [M]
+            pos_score = (projected * take_rows(self.item_weight, masked_items)).sum(-1)
+            neg_score = (projected * take_rows(self.item_weight, negatives)).sum(-1)
+            mip = self.reduce(sigmoid_margin(pos_score, neg_score))
+        elif self.pretrain_reduction == "mean":
+            mip = cross_entropy(projected @ self.item_weight[1:].t(), masked_items - 1)
+        else:
+            mip = self.reduce(
+                F.cross_entropy(
+                    projected @ self.item_weight[1:].t(),
+                    masked_items - 1,
+                    reduction="none",
+                )
+            )
 
         # SP: context vs its segment, the other sequence's segment as negative
         projected = self.sp_linear(context)
-        sp_logits = torch.stack(
-            [(projected * pos_summary).sum(-1), (projected * neg_summary).sum(-1)], 1
-        )
-        sp_loss = F.cross_entropy(
-            sp_logits, torch.zeros_like(batch.length), reduction="none"
-        )
-        has_segment = batch.has_segment
-        sp = global_mean(sp_loss[has_segment])  # every rank's rows with a segment
+        pos_score = (projected * pos_summary).sum(-1)
+        neg_score = (projected * neg_summary).sum(-1)
+        if bce:
+            sp_loss = sigmoid_margin(pos_score, neg_score)
+        else:
+            sp_loss = F.cross_entropy(
+                torch.stack([pos_score, neg_score], 1),
+                torch.zeros_like(batch.length),
+                reduction="none",
+            )
+        sp = self.reduce(sp_loss[batch.has_segment])  # the rows with a segment
 
         if self.has_attributes:
             unmasked = (batch.sequence > 0) & ~batch.item_mask
-            aap = info_nce(
-                self.attribute_logits(item_output[unmasked], self.aap_linear),
-                self.attribute_targets(batch.sequence[unmasked]),
+            aap = self.attribute_loss(
+                item_output[unmasked], batch.sequence[unmasked], self.aap_linear
             )
-            map_ = info_nce(
-                self.attribute_logits(masked_output, self.map_linear),
-                self.attribute_targets(masked_items),
-            )
+            map_ = self.attribute_loss(masked_output, masked_items, self.map_linear)
         else:
             aap = map_ = mip.new_zeros(())
         return S3RecPretrainLoss(
