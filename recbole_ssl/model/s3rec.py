@@ -15,7 +15,6 @@ from recbole_ssl.data.attributes import (
 from recbole_ssl.distributed import gather_rows, global_mean, global_sum
 from recbole_ssl.errors import check_choice, check_number
 from recbole_ssl.model.layers import take_rows
-from recbole_ssl.model.losses import cross_entropy
 from recbole_ssl.model.negatives import NegativeSampler
 from recbole_ssl.model.sasrec import SASRec
 
@@ -432,15 +431,10 @@ class S3Rec(SASRec):
             pos_score = (projected * take_rows(self.item_weight, masked_items)).sum(-1)
             neg_score = (projected * take_rows(self.item_weight, negatives)).sum(-1)
             mip = self.reduce(sigmoid_margin(pos_score, neg_score))
-        elif self.pretrain_reduction == "mean":
-            mip = cross_entropy(projected @ self.item_weight[1:].t(), masked_items - 1)
         else:
+            logits = projected @ self.item_weight[1:].t()
             mip = self.reduce(
-                F.cross_entropy(
-                    projected @ self.item_weight[1:].t(),
-                    masked_items - 1,
-                    reduction="none",
-                )
+                F.cross_entropy(logits, masked_items - 1, reduction="none")
             )
 
         # SP: context vs its segment, the other sequence's segment as negative
