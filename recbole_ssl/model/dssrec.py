@@ -206,10 +206,10 @@ class DSSRec(SASRec):
           Full Beauty runs (seed 2020, one each), best validation NDCG@20: 0.0763 at
           weight 0.1, 0.0808 at 0.1 with ``s2s_lambda`` 0.1, 0.0811 at 0.01 (test
           0.0665; seq2item alone 0.0809 / 0.0671, SASRec 0.0794 / 0.0649). Over
-          seeds 2020 and 2021 seq2item alone ties the defaults (test NDCG@20 +0.6%,
-          p 0.69), and the defaults tie SASRec on test NDCG@20 (+2.1%, p 0.16) and
-          lead it on HR@20 (+7.7%, p 0.0011); the other weights are one seed each
-          (``results/amazon-beauty.md``, Variants).
+          seeds 2020 and 2021 seq2item alone and ``s2s_lambda`` 0.1 tie the defaults
+          (test NDCG@20 +0.6%, p 0.69; -0.6%, p 0.66), and the defaults tie SASRec on
+          test NDCG@20 (+2.1%, p 0.16) and lead it on HR@20 (+7.7%, p 0.0011); weight
+          0.1 is one seed (``results/amazon-beauty.md``, Variants).
         * Losses are means over the scored positions (seq2item) and the sum of kept
           seq2seq terms divided by ``|B|``; the paper sums both over the batch.
         * Layers, dropout, ``K`` and ``lambda`` are those of ``DSSRec.yaml``; the
