@@ -78,10 +78,7 @@ class SequentialSSLRecommender(SequentialRecommender):
         elif self.loss_type != "CE":
             check_integer("train_neg_num", config["train_neg_num"], 1)
             self.train_neg_num = config["train_neg_num"]
-            rank = config["local_rank"] if "local_rank" in config else 0
-            self.negatives = NegativeSampler.from_dataset(
-                dataset, seed=(config["seed"] or 0) + (rank or 0)
-            )
+            self.negatives = NegativeSampler.for_rank(dataset, config)
 
     def random_generators(self):
         """``{name: component}`` of the components that own a ``generator`` attribute

@@ -194,9 +194,9 @@ class DSSRec(SASRec):
           True`` restores Eq. 6's scaling). With CE over 12,101 items the scaled scores
           start about 8 times smaller (item embeddings are initialised with std 0.02),
           and on Beauty the seq2item loss stayed at its uniform level (9.37-9.39 per
-          batch, ln 12,101 = 9.40) for three epochs, validation NDCG@20 0.0015 (one seed). Seq2seq
-          keeps the scaling: it compares two LayerNorm'd vectors, the case the paper
-          motivates it with.
+          batch, ln 12,101 = 9.40) for three epochs, validation NDCG@20 0.0015 (one
+          seed). Seq2seq keeps the scaling: it compares two LayerNorm'd vectors, the
+          case the paper motivates it with.
         * ``s2s_weight`` is 0.01 by default, not Eq. 7's 1. On Beauty's first epoch
           (``benchmarks/dssrec_pace.py``, same batches and initialisation) the
           seq2item loss fell to 8.865 without seq2seq (SASRec: 8.869), 8.903 at weight

@@ -87,6 +87,13 @@ class NegativeSampler(SeededSampler):
         users, items = training_pairs(dataset)
         return cls(users, items, dataset.item_num, seed=seed)
 
+    @classmethod
+    def for_rank(cls, dataset, config):
+        """:meth:`from_dataset`, seeded from RecBole's ``seed`` plus the process's
+        rank (``local_rank``; 0 in one process), so ranks draw apart."""
+        rank = config["local_rank"] if "local_rank" in config else 0
+        return cls.from_dataset(dataset, seed=(config["seed"] or 0) + (rank or 0))
+
     def to(self, device):
         self.keys = self.keys.to(device)
         return self

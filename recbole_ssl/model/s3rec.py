@@ -229,10 +229,7 @@ class S3Rec(SASRec):
         self.pretrain_reduction = config["pretrain_reduction"]
         self.pretrain_negatives = None  # MIP's sampled negatives, BCE only
         if self.pretrain_loss_type == "BCE":
-            rank = config["local_rank"] if "local_rank" in config else 0
-            self.pretrain_negatives = NegativeSampler.from_dataset(
-                dataset, seed=(config["seed"] or 0) + (rank or 0)
-            )
+            self.pretrain_negatives = NegativeSampler.for_rank(dataset, config)
         self.add_mask_token()
 
         self.attributes = load_item_attributes(
@@ -329,8 +326,9 @@ class S3Rec(SASRec):
         all_sequence, offset = gather_rows(sequence)
         all_length, _ = gather_rows(length)
         total = all_sequence.size(0)
-        bce = self.pretrain_negatives is not None  # MIP's negatives need the users
-        users = interaction[self.USER_ID] if bce else None
+        # BCE's MIP negatives are drawn per user
+        sampled = self.pretrain_negatives is not None
+        users = interaction[self.USER_ID] if sampled else None
         draws = self.pretrain_draws(length, width, total, users)
 
         item_mask = (draws["mask"] < self.mask_ratio) & real
