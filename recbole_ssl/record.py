@@ -17,7 +17,9 @@ keys that differ from the defaults (``config_diff``; ``setting`` is the same wit
 the seed and the keys that only say where outputs go), the command line, git commit and
 whether tracked files were modified, versions, machine, start and end time, wall
 seconds, per epoch (training seconds, each named loss part, validation seconds and
-metrics), the best epoch, best validation and test metrics, the checkpoint path.
+metrics), the best epoch, best validation and test metrics, the checkpoint path; a
+run that starts from ``pre_model_path`` names, under ``pretraining``, the record of the
+run that saved that checkpoint, its seed and epoch.
 A run resumed from its last checkpoint (``resume``) goes on in the record of the run it
 resumes, cut back to the epochs that checkpoint holds, and lists the resume under
 ``resumes`` (time, checkpoint, the status it found, its own command and machine).
@@ -355,6 +357,8 @@ class RunRecord:
         for key in (*kept, "config_files", "presets"):
             self.data[key] = previous.get(key, self.data[key])
         self.data["log_file"] = previous.get("log_file")
+        if "pretraining" in previous:  # it loaded pre_model_path before the cut
+            self.data["pretraining"] = previous["pretraining"]
         self.data["epochs"] = previous["epochs"][: record["entries"]]
         self.data["resumes"] = [*previous.get("resumes", []), resume]
         self.path = record["path"]
@@ -441,6 +445,24 @@ class RunRecord:
             self.data["pretrain_checkpoint"] = str(pretrain_checkpoint)
         self._end("finished")
 
+    def pretrained_from(self, path, checkpoint):
+        """The run starts from the checkpoint at ``path`` (``pre_model_path``):
+        ``pretraining`` says which run saved it (the file name of that run's record;
+        None for a checkpoint saved without one, e.g. converted from another code),
+        with which model and seed, after which epoch (counted from 0). The report
+        groups fine-tunings of pretrainings of one setting, one per seed, by it."""
+        config = checkpoint.get("config") or {}
+        self.data["pretraining"] = to_plain(
+            {
+                "path": str(path),
+                "record": checkpoint.get("run_record"),
+                "model": config.get("model"),
+                "seed": config.get("seed"),
+                "epoch": checkpoint.get("epoch"),
+            }
+        )
+        self.save()
+
     def fail(self, error):
         interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
         message = f"{type(error).__name__}: {error}".strip().rstrip(":")
@@ -512,6 +534,19 @@ def _check_fields(path, data):
         for metric, value in (data.get(key) or {}).items():
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 fail(f"{key}.{metric} must be a number, got {value!r}")
+    pretraining = data.get("pretraining")
+    if pretraining is not None:
+        if not isinstance(pretraining, dict):
+            fail(f"'pretraining' must be an object or null, got {pretraining!r}")
+        for key, types in (("record", str), ("seed", int), ("epoch", int)):
+            value = pretraining.get(key)
+            if value is not None and (
+                not isinstance(value, types) or isinstance(value, bool)
+            ):
+                fail(
+                    f"pretraining.{key} must be {'a string' if types is str else 'an integer'}"
+                    f" or null, got {value!r}"
+                )
     epochs = data.get("epochs", [])
     if not isinstance(epochs, list):
         fail(f"'epochs' must be a list, got {epochs!r}")

@@ -93,7 +93,7 @@ def load_records(records_dir, dataset):
     """Every ended record of ``dataset``, sorted by file name; a bad file is an error,
     a ``running`` one is left out (and counted on stderr)."""
     paths = sorted(glob.glob(os.path.join(records_dir, dataset, "*.json")))
-    records, skipped = [], []
+    records, skipped, loaded = [], [], []
     for path in paths:
         try:
             record = load(path)
@@ -105,11 +105,18 @@ def load_records(records_dir, dataset):
                 f"the folder of {dataset!r}"
             )
         record["_path"] = path
+        loaded.append(record)
         if record["status"] == "running":
             # in progress, or killed outright (SIGKILL): no end to report yet
             skipped.append(path)
             continue
         records.append(record)
+    # a run from pre_model_path whose pretraining's record is here (ended or not)
+    by_name = {os.path.basename(r["_path"]): r for r in loaded}
+    for record in records:
+        source = by_name.get((record.get("pretraining") or {}).get("record"))
+        if source is not None and source is not record:
+            record["_pretraining"] = source
     if skipped:
         sys.stderr.write(
             f"recbole_ssl.report: {len(skipped)} record(s) of {dataset} still "
@@ -130,7 +137,11 @@ def setting_key(record):
     """The row a record belongs to: its setting, without seed and output keys (as
     :func:`recbole_ssl.record.setting_of` filters them today). A run from shipped
     presets (``presets``), or one whose configuration holds every value of its model's
-    paper preset, is ``{"preset": names}`` plus the keys it set otherwise."""
+    paper preset, is ``{"preset": names}`` plus the keys it set otherwise. A run from
+    ``pre_model_path`` whose pretraining's record is among those loaded
+    (``_pretraining``, :func:`load_records`) has, instead of the checkpoint's path, that
+    pretraining's setting, epochs and seed (``own`` where it is the run's): fine-tunings
+    of one pretraining setting, one pretraining per seed, are one row."""
     setting = setting_of(record.get("setting") or {})
     presets = record.get("presets") or []
     own = f"{record.get('model')}-paper"
@@ -170,7 +181,23 @@ def setting_key(record):
                 and json.dumps(ran) != json.dumps(v)
             },
         }
+    source = record.get("_pretraining")
+    if source is not None and "pre_model_path" in setting:
+        del setting["pre_model_path"]
+        setting["pretraining"] = pretraining_label(record, source)
     return json.dumps(setting, sort_keys=True)
+
+
+def pretraining_label(record, source):
+    """``(<the pretraining's setting>; <epochs> epochs; seed own|<seed>)``: the run
+    ``source`` (a record) whose checkpoint after ``record['pretraining']['epoch']``
+    (counted from 0) ``record`` started from."""
+    epoch = record["pretraining"].get("epoch")
+    seed = "own" if source["seed"] == record["seed"] else source["seed"]
+    return (
+        f"({describe_setting(json.loads(setting_key(source)))}; "
+        f"{'?' if epoch is None else epoch + 1} epochs; seed {seed})"
+    )
 
 
 _PRESETS = {}

@@ -277,6 +277,28 @@ def test_s3rec_pretraining_alone_records_its_checkpoint(tiny_config, tmp_path):
     assert record["epochs_run"] == 1 and record["epochs"][0]["stage"] == "pretrain"
 
 
+def test_a_finetuning_names_the_run_that_saved_its_pre_model_path(
+    tiny_config, tmp_path
+):
+    folder = tmp_path / "results" / "runs" / "tiny"
+    config = dict(tiny_config, pretrain_epochs=2, train_stage="pretrain", seed=5)
+    run_recbole_ssl("S3Rec", "tiny", config_dict=config)
+    (name,) = os.listdir(folder)
+    pretrained = load(folder / name)
+    path = pretrained["checkpoint"]
+    config = dict(tiny_config, train_stage="finetune", pre_model_path=path, seed=6)
+    run_recbole_ssl("S3Rec", "tiny", config_dict=config)
+    (other,) = set(os.listdir(folder)) - {name}
+    assert load(folder / other)["pretraining"] == {
+        "path": path,
+        "record": name,
+        "model": "S3Rec",
+        "seed": 5,
+        "epoch": 1,  # its last epoch, counted from 0
+    }
+    assert "pretraining" not in pretrained
+
+
 def test_s3rec_records_both_stages(tiny_config, tmp_path):
     run_recbole_ssl("S3Rec", "tiny", config_dict=dict(tiny_config, pretrain_epochs=2))
     (record,) = records(tmp_path / "results" / "runs")
@@ -341,6 +363,12 @@ GOOD = {
         ({"test": [0.1]}, "'test' must be an object or null"),
         ({"epochs": [{"epoch": 0}]}, "epochs[0] needs a 'stage' string"),
         ({"epochs": [{"stage": "train"}]}, "epochs[0] needs an integer 'epoch'"),
+        ({"pretraining": "a.pth"}, "'pretraining' must be an object or null"),
+        ({"pretraining": {"record": 3}}, "pretraining.record must be a string or null"),
+        (
+            {"pretraining": {"epoch": "9"}},
+            "pretraining.epoch must be an integer or null",
+        ),
     ],
 )
 def test_load_names_a_field_that_is_wrong(tmp_path, change, message):

@@ -451,6 +451,57 @@ def test_a_recorded_configuration_holding_every_preset_value_is_that_preset():
     assert "preset" not in json.loads(report.setting_key(record))
 
 
+def test_fine_tunings_of_per_seed_pretrainings_of_one_setting_are_one_row(tmp_path):
+    """S3-Rec fine-tuned from pre_model_path: each seed from its own seed's
+    pretraining (another file each). Runs whose pretraining records are among the
+    records share a row named by that pretraining's setting; a checkpoint without a
+    record here (another code's, or a record not kept) keeps its path."""
+
+    def pretraining(seed, setting):
+        return fake_record("S3Rec", seed, 0.02, setting=setting)
+
+    def finetuning(seed, value, path, source, epoch=99):
+        record = fake_record(
+            "S3Rec", seed, value, setting={"pre_model_path": path, "epochs": 50}
+        )
+        record["pretraining"] = {"path": path, "record": source, "seed": seed}
+        record["pretraining"]["epoch"] = epoch
+        return record
+
+    records = [
+        pretraining(1, {"pretrain_epochs": 7}),
+        pretraining(2, {"pretrain_epochs": 7}),
+        pretraining(3, {"pretrain_epochs": 9}),
+        finetuning(1, 0.03, "a.pth", "S3Rec-1-0.json"),
+        finetuning(2, 0.05, "b.pth", "S3Rec-2-1.json"),
+        # a pretraining of another setting, and one whose record is not here
+        finetuning(3, 0.07, "c.pth", "S3Rec-3-2.json"),
+        finetuning(4, 0.09, "d.pth", "elsewhere.json"),
+        # the seed-1 pretraining cut at another epoch; and another seed's
+        finetuning(5, 0.11, "a4.pth", "S3Rec-1-0.json", epoch=3),
+        finetuning(6, 0.13, "a.pth", "S3Rec-1-0.json"),
+    ]
+    write_records(tmp_path / "runs", records)
+    rows = report.build_rows(report.load_records(str(tmp_path / "runs"), "toy"))
+    finetuned = {
+        report.describe_setting(r.setting): sorted(x["seed"] for x in r.records)
+        for r in rows
+        if "pretrain_epochs" not in r.setting
+    }
+    assert finetuned == {
+        "epochs=50, pretraining=(pretrain_epochs=7; 100 epochs; seed own)": [1, 2],
+        "epochs=50, pretraining=(pretrain_epochs=9; 100 epochs; seed own)": [3],
+        "epochs=50, pre_model_path=d.pth": [4],
+        "epochs=50, pretraining=(pretrain_epochs=7; 4 epochs; seed 1)": [5],
+        "epochs=50, pretraining=(pretrain_epochs=7; 100 epochs; seed 1)": [6],
+    }
+    (both,) = [r for r in rows if "pretraining" in r.setting and len(r.records) == 2]
+    assert both.mean_std("ndcg@20") == (
+        pytest.approx(0.04),
+        pytest.approx(0.01414, 1e-3),
+    )
+
+
 def test_a_preset_key_set_back_to_its_default_is_named():
     """The weak-ICL run: ``--icl_similarity=cos`` on top of ICLRec-paper (dot). cos is
     ICLRec's YAML default, so the record's setting leaves it out; the row must still

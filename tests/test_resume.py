@@ -266,3 +266,30 @@ def test_resume_names_what_is_wrong(tmp_path, tiny_config):
             f"go on from its best epoch's weights (random states anew) with "
             f"resume={best}",
         )
+
+
+def test_a_resumed_finetuning_still_names_its_pretraining(
+    tiny_config, tmp_path, monkeypatch
+):
+    pretrain = dict(tiny_config, pretrain_epochs=1, train_stage="pretrain")
+    run_recbole_ssl("S3Rec", "tiny", config_dict=pretrain)
+    ((path, pretrained),) = records(tmp_path).items()
+    config = dict(
+        tiny_config,
+        epochs=3,
+        train_stage="finetune",
+        pre_model_path=pretrained["checkpoint"],
+        checkpoint_dir=str(tmp_path / "b"),
+    )
+    with monkeypatch.context() as patch:
+        kill_at(patch, "finetune", 2)
+        with pytest.raises(Killed):
+            run_recbole_ssl("S3Rec", "tiny", config_dict=config)
+    (last,) = glob.glob(str(tmp_path / "b" / "*-last.pth"))
+    run_recbole_ssl(resume=last)
+    runs = records(tmp_path)
+    runs.pop(path)
+    (record,) = runs.values()
+    assert record["status"] == "finished" and len(record["resumes"]) == 1
+    assert record["pretraining"]["record"] == os.path.basename(path)
+    assert record["pretraining"]["path"] == pretrained["checkpoint"]

@@ -327,7 +327,8 @@ class PluginTrainerMixin:
                 from the model's (another dataset or architecture), or none shared.
         """
         # rank 0's file, sent to every rank (other machines have no copy)
-        state = load_from_rank0(path, "pre_model_path")["state_dict"]
+        checkpoint = load_from_rank0(path, "pre_model_path")
+        state = checkpoint["state_dict"]
         own = self.model.state_dict()
         mismatched = [
             f"{k} {tuple(v.shape)} (model: {tuple(own[k].shape)})"
@@ -350,6 +351,8 @@ class PluginTrainerMixin:
             f"loaded {len(loaded)} of {len(own)} tensors from {path}"
             + (f"; kept the initial values of {missing}" if missing else "")
         )
+        if self.run_record is not None:
+            self.run_record.pretrained_from(path, checkpoint)
 
     def _generate_train_loss_output(self, epoch_idx, s_time, e_time, losses):
         output = super()._generate_train_loss_output(epoch_idx, s_time, e_time, losses)
@@ -411,6 +414,13 @@ class PluginTrainerMixin:
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
+            # the file name of the run's record: a run that starts from this
+            # checkpoint (pre_model_path) names it as its pretraining
+            "run_record": (
+                os.path.basename(self.run_record.path)
+                if self.run_record is not None
+                else None
+            ),
         }
 
     @torch.no_grad()
