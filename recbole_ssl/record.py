@@ -538,15 +538,16 @@ def _check_fields(path, data):
     if pretraining is not None:
         if not isinstance(pretraining, dict):
             fail(f"'pretraining' must be an object or null, got {pretraining!r}")
-        for key, types in (("record", str), ("seed", int), ("epoch", int)):
+        for key, kind, what in (
+            ("record", str, "a string"),
+            ("seed", int, "an integer"),
+            ("epoch", int, "an integer"),
+        ):
             value = pretraining.get(key)
             if value is not None and (
-                not isinstance(value, types) or isinstance(value, bool)
+                not isinstance(value, kind) or isinstance(value, bool)
             ):
-                fail(
-                    f"pretraining.{key} must be {'a string' if types is str else 'an integer'}"
-                    f" or null, got {value!r}"
-                )
+                fail(f"pretraining.{key} must be {what} or null, got {value!r}")
     epochs = data.get("epochs", [])
     if not isinstance(epochs, list):
         fail(f"'epochs' must be a list, got {epochs!r}")

@@ -464,8 +464,7 @@ def test_fine_tunings_of_per_seed_pretrainings_of_one_setting_are_one_row(tmp_pa
         record = fake_record(
             "S3Rec", seed, value, setting={"pre_model_path": path, "epochs": 50}
         )
-        record["pretraining"] = {"path": path, "record": source, "seed": seed}
-        record["pretraining"]["epoch"] = epoch
+        record["pretraining"] = dict(path=path, record=source, seed=seed, epoch=epoch)
         return record
 
     records = [
