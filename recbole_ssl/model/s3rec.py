@@ -142,10 +142,11 @@ class S3Rec(SASRec):
           training (theirs: not in the row's own sequence, possibly their mask id).
         * MIP's softmax runs over the real items only, rows ``1 .. n_items - 1`` of
           :attr:`item_weight` (Eq. 12's candidates are items; the authors' negative is
-          never the padding id 0, utils.py:32-36). The Beauty S3-Rec runs on the
-          results page were made with the padding row as one more candidate (about
-          ``1 / n_items`` of the softmax at the start: about 8e-5 nats on Beauty
-          against a loss of about 9.4). The finetuning CE scores row 0 as RecBole's
+          never the padding id 0, utils.py:32-36). The first Beauty S3-Rec runs
+          (seed 2020 of the CE defaults and of S3Rec_ISP, records transcribed from
+          their logs at 48b4110) were made with the padding row as one more
+          candidate (about ``1 / n_items`` of the softmax at the start: about 8e-5
+          nats on Beauty against a loss of about 9.4); every later run without it. The finetuning CE scores row 0 as RecBole's
           SASRec does;
           evaluation never ranks item 0.
         * Each objective is the mean over its scored positions (rows for SP); the
