@@ -176,9 +176,9 @@ class MMInfoRec(SASRec):
           defaults', p 0.00021); with the CE at weight 1 (cosine, temperature 0.1)
           0.0493 and 0.0512 (seeds 2020 and 2021; test NDCG@20 7.7% below SASRec's,
           p 0.13), at weight 10 0.0508 and 0.0541 (seeds 2020 and 2021; test NDCG@20
-          5.1% below SASRec's, p 0.33); with scaled dot
-          products at weight 1 0.0537, 0.0538 and 0.0530 (seeds 2020 to 2022: 5.6%
-          below SASRec, p 0.0004, and below it on all six metrics), and at weight 10 (the defaults) validation NDCG@20
+          5.1% below SASRec's, p 0.33); with scaled dot products at weight 1 0.0537,
+          0.0538 and 0.0530 (seeds 2020 to 2022: 5.6% below SASRec, p 0.0004, and
+          below it on all six metrics), and at weight 10 (the defaults) validation NDCG@20
           0.0800 with seed 2020, SASRec's 0.0794 with that seed; over the seeds the
           defaults' test NDCG@20 is 1.9% above SASRec's, p 0.043
           (``results/amazon-beauty.md``).

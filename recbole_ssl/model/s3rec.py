@@ -146,9 +146,9 @@ class S3Rec(SASRec):
           (seed 2020 of the CE defaults and of S3Rec_ISP, records transcribed from
           their logs at 48b4110) were made with the padding row as one more
           candidate (about ``1 / n_items`` of the softmax at the start: about 8e-5
-          nats on Beauty against a loss of about 9.4); every later run without it. The finetuning CE scores row 0 as RecBole's
-          SASRec does;
-          evaluation never ranks item 0.
+          nats on Beauty against a loss of about 9.4); every later run without it.
+          The finetuning CE scores row 0 as RecBole's SASRec does; evaluation never
+          ranks item 0.
         * Each objective is the mean over its scored positions (rows for SP); the
           authors sum over positions and attributes (models.py:107, 117, 123, 159),
           so their weights act on sums: ``pretrain_reduction: sum``.
